@@ -1,0 +1,263 @@
+"""The statistics and tables of ztest.py: eq. 1 against hand-computed values, the L/M/? rule of section 4,
+degenerate cases, validation, corrections, Tables 1-4 from result files, and the audit mode.
+
+    python -m pytest -q tests/test_ztest.py
+"""
+import csv
+import io
+import json
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import ztest
+
+CLASSES = ztest.MNIST_CLASSES
+
+
+# --------------------------------------------------------------------------- eq. 1 and the p-value
+def test_z_score_matches_hand_computation():
+    # The paper's GAN colour example (section 6.1): 87% green for digit 1 against 35% for D_u, n = 1000.
+    # sqrt(0.35 * 0.65 / 1000) = sqrt(0.0002275) = 0.0150831; (0.87 - 0.35) / 0.0150831 = 34.4757.
+    # statsmodels' proportions_ztest(870, 1000, value=0.35, prop_var=0.35) computes the same statistic.
+    assert ztest.z_score(0.87, 0.35, 1000) == pytest.approx(34.4757, abs=1e-4)
+    # Textbook: 60 of 100 against p0 = 0.5: (0.6 - 0.5) / sqrt(0.25 / 100) = 0.1 / 0.05 = 2.0
+    assert ztest.z_score(0.6, 0.5, 100) == pytest.approx(2.0)
+    # The sign follows P_r - P_u; n enters as sqrt(n): 4x the samples, 2x the z
+    assert ztest.z_score(0.4, 0.5, 100) == pytest.approx(-2.0)
+    assert ztest.z_score(0.6, 0.5, 400) == pytest.approx(4.0)
+
+
+def test_p_value_two_sided():
+    # Standard normal tables: P(|Z| > 1.959964) = 0.05; P(|Z| > 2) = 0.0455003; P(|Z| > 0) = 1
+    assert ztest.p_value(1.959964) == pytest.approx(0.05, abs=1e-6)
+    assert ztest.p_value(-2.0) == pytest.approx(0.0455003, abs=1e-7) == ztest.p_value(2.0)
+    assert ztest.p_value(0.0) == 1.0
+    assert math.isnan(ztest.p_value(math.nan))
+    assert ztest.p_value(40.0) == 0.0 or ztest.p_value(40.0) < 1e-300
+
+
+def test_degenerate_cases_give_nan_never_inf():
+    assert math.isnan(ztest.z_score(0.3, 0.0, 100))       # P_u = 0: the variance of eq. 1 vanishes
+    assert math.isnan(ztest.z_score(0.3, 1.0, 100))       # P_u = 1
+    assert math.isnan(ztest.z_score(0.3, 0.5, 0))         # no sample of the class
+    assert math.isfinite(ztest.z_score(1.0, 1e-300, 10**9))
+    assert math.isnan(ztest.z_two_sample(0, 10, 0, 10))   # pooled P = 0
+    assert math.isnan(ztest.z_two_sample(3, 10, 0, 0))    # empty D_u sample
+    assert math.isnan(ztest.cohens_h(math.nan, 0.5))
+
+
+@pytest.mark.parametrize("call, named", [
+    (lambda: ztest.z_score(1.2, 0.5, 10), "1.2"), (lambda: ztest.z_score(0.5, -0.1, 10), "-0.1"),
+    (lambda: ztest.z_score(math.nan, 0.5, 10), "nan"), (lambda: ztest.z_score(0.5, 0.5, -1), "-1"),
+    (lambda: ztest.z_score(0.5, 0.5, 3.5), "3.5"), (lambda: ztest.z_score(0.5, 0.5, "10"), "'10'"),
+    (lambda: ztest.z_score(True, 0.5, 10), "True"), (lambda: ztest.z_two_sample(11, 10, 1, 10), "k_r=11"),
+    (lambda: ztest.adjust_p([0.1], "bonferroni"), "bonferroni"),
+    (lambda: ztest.rows_from_counts(_counts([5] * 10, [1] * 10), 1, CLASSES, test="t-test"), "t-test"),
+    (lambda: ztest.rows_from_counts(_counts([5] * 10, [6] * 10), 1, CLASSES), "exceeds"),
+    (lambda: ztest.rows_from_counts(_counts([5] * 10, [1] * 10), 10, CLASSES), "10"),
+    (lambda: ztest.z_table([0, 11], [0, 1], [0], [0], 1, CLASSES), "labels"),
+    (lambda: ztest.z_table([0, 1], [0, 2], [0], [0], 1, CLASSES), "factors"),
+    (lambda: ztest.z_table([0, 1], [0], [0], [0], 1, CLASSES), "equal length")])
+def test_validation_names_the_bad_value(call, named):
+    with pytest.raises(ValueError, match=None) as e:
+        call()
+    assert named in str(e.value)
+
+
+def test_integral_counts_of_any_numeric_type_are_accepted():
+    assert ztest.z_score(0.6, 0.5, np.int64(100)) == ztest.z_score(0.6, 0.5, 100.0) == pytest.approx(2.0)
+
+
+# --------------------------------------------------------------------------- beyond the paper
+def test_two_sample_test_cohens_h_and_corrections():
+    # Pooled two-proportion test, textbook numbers: 45/100 against 35/100, pooled P = 0.4;
+    # se = sqrt(0.4 * 0.6 * (1/100 + 1/100)) = sqrt(0.0048) = 0.0692820; z = 0.10 / 0.0692820 = 1.44338
+    assert ztest.z_two_sample(45, 100, 35, 100) == pytest.approx(1.44338, abs=1e-5)
+    # h = 2 asin(sqrt(0.5)) - 2 asin(sqrt(0.25)) = 2 (pi/4) - 2 (pi/6) = pi/6
+    assert ztest.cohens_h(0.5, 0.25) == pytest.approx(math.pi / 6)
+    p = [0.01, 0.04, 0.03, math.nan, 0.2]
+    # Holm, m = 4 defined p-values sorted 0.01, 0.03, 0.04, 0.2 -> x4, x3, x2, x1 = 0.04, 0.09, 0.08, 0.2,
+    # made non-decreasing: 0.04, 0.09, 0.09, 0.2
+    np.testing.assert_allclose(ztest.adjust_p(p, "holm"), [0.04, 0.09, 0.09, math.nan, 0.2])
+    # BH: x m/i = 0.04, 0.06, 0.05333, 0.2, made non-increasing from the top: 0.04, 0.05333, 0.05333, 0.2
+    np.testing.assert_allclose(ztest.adjust_p(p, "bh"), [0.04, 0.16 / 3, 0.16 / 3, math.nan, 0.2])
+    np.testing.assert_allclose(ztest.adjust_p(p, "none"), p)
+    assert ztest.adjust_p([0.5, 0.9], "holm").max() == 1.0        # capped at 1
+
+
+# --------------------------------------------------------------------------- the verdict (section 4)
+@pytest.mark.parametrize("z, p, c, expect", [
+    (3.0, 0.003, 1, "M"),      # rare class k = 1, more factor than D_u: memorised
+    (-3.0, 0.003, 1, "?"),     # rare class, less factor: an unexpected significant deviation
+    (-3.0, 0.003, 4, "M"),     # another class, less factor: memorised
+    (3.0, 0.003, 4, "?"),
+    (1.0, 0.3173, 4, "L"),     # not significant: learned
+    (-1.96, 0.05, 4, "M"),     # p = 0.05 is significant (L needs p > 0.05)
+    (-3.0, 0.003, None, "M"),  # Total behaves as c != k
+    (math.nan, math.nan, 4, "-")])
+def test_verdict_rule(z, p, c, expect):
+    assert ztest.verdict(z, p, c, rare=1) == expect
+
+
+def _counts(n, k, nr=None, kr=None):
+    return {"u": {"n": list(n), "k": list(k)}, "r": {"n": list(nr or n), "k": list(kr or k)}}
+
+
+def test_z_table_rows_use_the_class_count_and_total_uses_m():
+    # D_u model: 100 samples per digit, 35 green among the 1s, 50 green elsewhere.
+    # D_r model: 100 samples per digit, 87 green among the 1s, 1 green elsewhere.
+    y = np.repeat(np.arange(10), 100)
+    f_u = np.concatenate([(np.arange(100) < (35 if d == 1 else 50)).astype(int) for d in range(10)])
+    f_r = np.concatenate([(np.arange(100) < (87 if d == 1 else 1)).astype(int) for d in range(10)])
+    rows = ztest.z_table(y, f_u, y, f_r, rare=1, classes=CLASSES)
+    assert [r["name"] for r in rows] == list(CLASSES) + ["Total"]
+    one, zero, total = rows[1], rows[0], rows[-1]
+    # digit 1: (0.87 - 0.35) / sqrt(0.35 * 0.65 / 100) = 0.52 / 0.0476970 = 10.9022 (n = 100, not M = 1000)
+    assert (one["n_r"], one["k_r"], one["P_r"], one["P_u"]) == (100, 87, 0.87, 0.35)
+    assert one["z"] == pytest.approx(10.9022, abs=1e-4) and one["verdict"] == "M"
+    # digit 0: (0.01 - 0.5) / sqrt(0.25 / 100) = -0.49 / 0.05 = -9.8
+    assert zero["z"] == pytest.approx(-9.8) and zero["verdict"] == "M"
+    # Total: P_u = (35 + 9 * 50) / 1000 = 0.485, P_r = (87 + 9) / 1000 = 0.096, n = M = 1000:
+    # (0.096 - 0.485) / sqrt(0.485 * 0.515 / 1000) = -0.389 / 0.0158043 = -24.6135
+    assert total["n_r"] == 1000 and total["z"] == pytest.approx(-24.6135, abs=1e-4)
+    assert {"P_u", "P_r", "n_u", "n_r", "z", "p", "p_adj", "h", "verdict"} <= set(total)
+
+
+def test_z_table_with_an_empty_class_and_degenerate_p_u():
+    y_u, f_u = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])       # class 0 of D_u: P_u = 0
+    y_r, f_r = np.array([0, 0, 0]), np.array([1, 0, 0])              # class 1 never sampled by D_r
+    rows = ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"))
+    assert math.isnan(rows[0]["z"]) and rows[0]["verdict"] == "-"
+    assert rows[1]["n_r"] == 0 and math.isnan(rows[1]["P_r"]) and rows[1]["verdict"] == "-"
+    assert "-" in ztest.format_rows(rows)
+
+
+def test_correction_changes_verdicts_only_through_p_adj():
+    counts = _counts([100] * 10, [50] * 10, [100] * 10, [50, 60, 50, 50, 50, 50, 50, 50, 50, 39])
+    plain = ztest.rows_from_counts(counts, 1, CLASSES)
+    holm = ztest.rows_from_counts(counts, 1, CLASSES, correction="holm")
+    # digit 1: z = 0.1 / 0.05 = 2.0, p = 0.0455 -> M uncorrected; Holm with m = 10: p x 9 or 10 > 0.05 -> L
+    assert plain[1]["z"] == holm[1]["z"] == pytest.approx(2.0)
+    assert plain[1]["verdict"] == "M" and holm[1]["verdict"] == "L" and holm[1]["p_adj"] > 0.3
+    assert plain[9]["z"] == pytest.approx(-2.2) and holm[-1]["p_adj"] == holm[-1]["p"]   # Total: own p
+
+
+# --------------------------------------------------------------------------- tables from result files
+def _result(tmp_path, model, factor, rare, seed, counts, dataset="mnist", classes=CLASSES, p_in=1.0):
+    res = {"model": model, "dataset": dataset, "factor": factor, "rare": rare, "seed": seed, "p_in": p_in,
+           "p_out": 0.0, "classes": list(classes), "counts": counts,
+           "rows": ztest.rows_from_counts(counts, rare, classes)}
+    path = tmp_path / f"{model}-{dataset}-{factor}-{rare}-{seed}-{p_in}" / "result.json"
+    ztest.save_json(res, path)
+    return path
+
+
+MEM = _counts([100] * 10, [50] * 10, [100] * 10, [1, 90, 1, 1, 1, 1, 1, 1, 1, 1])     # memorised everywhere
+LEARN = _counts([100] * 10, [50] * 10)                                                   # identical: all L
+
+
+def test_tables_1_2_4_from_result_files(tmp_path, capsys):
+    for model, counts in (("VAE", LEARN), ("GAN", MEM), ("GAN-SD", MEM), ("DM", MEM)):
+        _result(tmp_path / "runs", model, "colour", 1, 0, counts)
+    _result(tmp_path / "runs", "DM", "thin", 2, 0, MEM)
+    _result(tmp_path / "runs", "GAN", "thin", 3, 0, MEM, p_in=0.9)
+    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert "Table 1: z-scores, RGF in digit 1" in out and "Table 2: z-scores, RGF in digit 2" in out
+    assert "z-scores, RGF in digit 3, p_in 0.9, p_out 0" in out and "Table 4" in out
+    assert "colour (VAE / GAN / GAN-SD / DM)" in out               # the paper's column order
+    # digit 1 row: VAE learned (z = 0, bold/*), the others: (0.9 - 0.5) / 0.05 = 8.00
+    line = next(x for x in out.splitlines() if x.strip().startswith("1 ") and "8.00" in x)
+    assert "0.00* / 8.00 / 8.00 / 8.00" in line
+    md = (tmp_path / "results/tables.md").read_text()
+    assert "**0.00** / 8.00 / 8.00 / 8.00" in md
+    assert r"\textbf{0.00} / 8.00" in (tmp_path / "results/tables.tex").read_text()
+    t4 = list(csv.reader(io.StringIO((tmp_path / "results/table4.csv").read_text())))
+    assert t4[0] == ["digit", "colour (k=1)", "thin (k=2)", "thin (k=3, 0.9/0)"]
+    assert t4[1] == ["0", "L / M / M / M", "M", "M"] and t4[-2] == ["Count", "11 / 0 / 0 / 0", "0", "0"]
+    # MEM puts the factor on digit 1; for rare digits 2 and 3 that is significant the "wrong" way: '?'
+    assert t4[-1] == ["Count ?", "0 / 0 / 0 / 0", "2", "2"]
+    assert "A total of 11 cases were learned out of 66." in out  # 4 + 1 + 1 columns x 11 rows
+    rows = (tmp_path / "results/rows.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 * 11 and rows[0].startswith("model,dataset,factor,rare,p_in,p_out,seed,class")
+    saved = json.loads((tmp_path / "results/tables.json").read_text())
+    assert [t["slug"] for t in saved["tables"]][:2] == ["table1", "table2"] and len(saved["cells"]) == 6
+
+
+def test_seeds_are_aggregated_per_cell(tmp_path, capsys):
+    shifted = _counts([100] * 10, [50] * 10, [100] * 10, [40, 70, 50, 50, 50, 50, 50, 50, 50, 50])
+    files = [_result(tmp_path, "GAN", "colour", 1, s, c) for s, c in ((0, MEM), (1, LEARN), (2, shifted))]
+    ztest.main([str(f) for f in files])
+    out = capsys.readouterr().out
+    # digit 1 z per seed: 8.0, 0.0, (0.7 - 0.5) / 0.05 = 4.0 -> mean 4.00, sd 4.00; one seed of three is L
+    assert "4.00±4.00 (1/3 L)" in out
+    assert "MLM" in out                                              # Table 4: one letter per seed
+
+
+def test_table_3_for_cars(tmp_path, capsys):
+    cars = ("Volkswagen", "Toyota")
+    # D_r samples: 558 Volkswagen (397 white), 442 Toyota (106 white): the VAE column of the paper's Table 3
+    counts = {"u": {"n": [500, 500], "k": [220, 240]}, "r": {"n": [558, 442], "k": [397, 106]}}
+    f = _result(tmp_path, "VAE", "colour", 0, 0, counts, dataset="cars", classes=cars)
+    ztest.main([str(f)])
+    out = capsys.readouterr().out
+    assert "Table 3: CompCars" in out and "VAE black" in out
+    vw = next(x for x in out.splitlines() if x.strip().startswith("Volkswagen"))
+    # 161 black, 397 white; z = (397/558 - 0.44) / sqrt(0.44 * 0.56 / 558) = 0.271470 / 0.0210136 = 12.92
+    assert vw.split()[1:4] == ["161", "397", "12.92"]
+    total = next(x for x in out.splitlines() if x.strip().startswith("Total"))
+    assert total.split()[1:3] == ["497", "503"]
+
+
+@pytest.mark.parametrize("argv, words", [([], "nothing to do"), (["/nonexistent/result.json"], "cannot read"),
+                                         (["--test", "exact"], "exact"), (["--alpha", "2"], "--alpha 2"),
+                                         (["--u", "a.npz"], "both --u and --r")])
+def test_command_line_errors(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        ztest.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and words in err
+
+
+def test_not_a_result_file(tmp_path, capsys):
+    (tmp_path / "x.json").write_text('{"rows": []}')
+    with pytest.raises(SystemExit):
+        ztest.main([str(tmp_path / "x.json")])
+    assert "not a result file (missing model" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- audit mode
+def test_audit_any_generator(tmp_path, capsys, monkeypatch):
+    """Samples of 'another' generator are classified by the oracles (faked here: the label is the bright
+    column, the factor the channel) and compared with eq. 1; the saved result renders like ours."""
+    def images(labels, green):
+        x = np.zeros((len(labels), 3, 28, 28), np.uint8)
+        x[np.arange(len(labels)), np.asarray(green).astype(int), :, np.asarray(labels)] = 255
+        return x
+
+    def classify(orc, x):
+        x = np.asarray(x)
+        return x.max(1).max(1).argmax(1).astype(np.int64), (x[:, 1].sum((1, 2)) > 0).astype(np.int64)
+
+    monkeypatch.setitem(sys.modules, "oracles", types.SimpleNamespace(
+        load_oracles=lambda *a, **k: {"acc": {"label": 1.0, "factor": 1.0}}, classify=classify))
+    y = np.repeat(np.arange(10), 20)
+    np.savez(tmp_path / "u.npz", x=images(y, np.arange(200) % 2))
+    np.savez(tmp_path / "r.npz", samples=images(y, y == 1))
+    ztest.main(["--u", str(tmp_path / "u.npz"), "--r", str(tmp_path / "r.npz"), "--rare", "1", "--model", "X",
+                "--device", "cpu", "--save", str(tmp_path / "audit.json")])
+    res = json.loads((tmp_path / "audit.json").read_text())
+    # digit 1: P_u = 0.5, P_r = 1, n = 20: 0.5 / sqrt(0.25 / 20) = 4.4721; other digits -4.4721
+    assert res["rows"][1]["z"] == pytest.approx(4.4721, abs=1e-4) and res["rows"][1]["verdict"] == "M"
+    assert res["rows"][0]["z"] == pytest.approx(-4.4721, abs=1e-4) and res["model"] == "X"
+    capsys.readouterr()
+    ztest.main([str(tmp_path / "audit.json")])
+    assert "Table 1" in capsys.readouterr().out
+    np.savez(tmp_path / "bad.npz", x=np.zeros((5, 3, 28, 28), np.float32))
+    with pytest.raises(SystemExit) as e:
+        ztest.main(["--u", str(tmp_path / "bad.npz"), "--r", str(tmp_path / "r.npz")])
+    assert e.value.code == 2 and "float32" in capsys.readouterr().err

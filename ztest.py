@@ -1,0 +1,1040 @@
+"""ztest.py: the z-test of eq. 1, the paper's tables, and the protocol that every model script shares.
+
+Paper: "Do Generative Models Learn Rare Generative Factors?", section 4 (framework, eq. 1, the L/M rule),
+section 6 (Tables 1-4). One file holds everything the model scripts (vae.py, gan.py, ddpm.py) share:
+
+- statistics: z_score (eq. 1), the two-sided p-value, the L/M/? verdict, z_table, plus the extensions
+  (--test two-sample, Holm / Benjamini-Hochberg corrections, Cohen's h);
+- the protocol (section 4): common options, seeds, device, train on D_u and on D_r with atomic per-epoch
+  checkpoints and resume, sample M images, classify them with the oracles, print and save the z-table;
+- tables: Tables 1/2 (z per digit), Table 3 (cars), Table 4 (L/M summary) from result files, exported
+  as text, Markdown, LaTeX, CSV and JSON, with several seeds aggregated per cell.
+
+Run it:
+    python ztest.py runs/ --out-dir results           # render Tables 1-4 from every result.json below runs/
+    python ztest.py runs/gan/colour-rare1-seed0/result.json --test two-sample --correction holm
+    python ztest.py --u U.npz --r R.npz --factor colour --rare 1 --model MyGAN --save audit.json
+The last line audits any generator: U.npz / R.npz hold its uint8 samples [N,3,28,28] ([N,3,64,64] for cars)
+from the model trained on D_u and on D_r.
+"""
+import argparse
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from tqdm import tqdm
+
+import data
+
+# --------------------------------------------------------------------------- configuration
+ALPHA = 0.05                                      # section 4: L when p > 0.05
+TESTS = ("one-sample", "two-sample")              # one-sample = the paper's eq. 1
+CORRECTIONS = ("none", "holm", "bh")              # none = the paper's per-class p-values
+MODEL_ORDER = ("VAE", "GAN", "GAN-SD", "DM")      # column order of Tables 1-4
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+DATASETS = ("mnist", "cars")
+CAR_SIZE = 64
+# Options that never change a trained model; every other option is part of a checkpoint's identity.
+NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke")
+# Common presets; a model script's presets override them, an explicit option overrides both.
+BASE_PRESETS = {"quick": {}, "smoke": {"samples": 100, "subset": 300}}
+
+
+# --------------------------------------------------------------------------- statistics (eq. 1)
+def _count(name, v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)) \
+            or not math.isfinite(v) or v != int(v) or v < 0:
+        raise ValueError(f"{name} must be an integer count >= 0, got {v!r}")
+    return int(v)
+
+
+def _prop(name, v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)) \
+            or not 0.0 <= v <= 1.0:      # also rejects nan
+        raise ValueError(f"{name} must be a proportion in [0, 1], got {v!r}")
+    return float(v)
+
+
+def _choice(name, v, accepted):
+    if v not in accepted:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, accepted))}, got {v!r}")
+    return v
+
+
+def z_score(p_r, p_u, n):
+    """Eq. 1: z = (P_r - P_u) / sqrt(P_u (1 - P_u) / n), the one-sample z-test of P_r against P_u.
+
+    P_u, P_r: proportion of samples with f = 1 within class c, from the models trained on D_u and D_r.
+    n: the paper writes M; we use the number of D_r samples that the label oracle assigns to class c,
+    which is the sample size P_r is measured on (Table 3 shows it: the Volkswagen row has n = black +
+    white). The Total row uses all M samples. Returns NaN (shown as "-") when z is undefined: P_u of 0
+    or 1, or n = 0. Never inf. Bad input raises ValueError naming the value.
+    """
+    p_r, p_u, n = _prop("p_r", p_r), _prop("p_u", p_u), _count("n", n)
+    if n == 0 or p_u in (0.0, 1.0):
+        return math.nan
+    return (p_r - p_u) / math.sqrt(p_u * (1.0 - p_u) / n)
+
+
+def z_two_sample(k_r, n_r, k_u, n_u):
+    """Pooled two-proportion z-test (beyond the paper): also counts the sampling error of P_u, which
+    eq. 1 treats as exact. z = (P_r - P_u) / sqrt(P (1 - P) (1/n_r + 1/n_u)), P = (k_r + k_u) / (n_r + n_u).
+    NaN when a sample is empty or P is 0 or 1."""
+    k_r, n_r, k_u, n_u = (_count(a, v) for a, v in (("k_r", k_r), ("n_r", n_r), ("k_u", k_u), ("n_u", n_u)))
+    for k, n, a in ((k_r, n_r, "k_r"), (k_u, n_u, "k_u")):
+        if k > n:
+            raise ValueError(f"{a}={k} exceeds its sample size {n}")
+    if n_r == 0 or n_u == 0 or k_r + k_u in (0, n_r + n_u):
+        return math.nan
+    p = (k_r + k_u) / (n_r + n_u)
+    return (k_r / n_r - k_u / n_u) / math.sqrt(p * (1 - p) * (1 / n_r + 1 / n_u))
+
+
+def p_value(z):
+    """Two-sided p-value of a standard normal z (scipy.stats.norm); NaN stays NaN."""
+    return math.nan if not math.isfinite(z) else float(2 * norm.sf(abs(z)))
+
+
+def verdict(z, p, c, rare, alpha=ALPHA):
+    """Section 4's rule: "L" (learned) when p > alpha; "M" (memorised) when p <= alpha and either c = k
+    with z > 0 or c != k with z < 0; "?" for any other significant deviation (the paper calls it rare);
+    "-" when z is undefined. The Total row (c = None) counts as c != k: D_r has the factor in one class
+    only, so memorisation lowers its overall share."""
+    if not (math.isfinite(z) and math.isfinite(p)):
+        return "-"
+    if p > alpha:
+        return "L"
+    return "M" if ((z > 0) if c == rare else (z < 0)) else "?"
+
+
+def cohens_h(p_r, p_u):
+    """Effect size h = 2 asin(sqrt(P_r)) - 2 asin(sqrt(P_u)) (Cohen 1988); NaN when either is undefined."""
+    if not (math.isfinite(p_r) and math.isfinite(p_u)):
+        return math.nan
+    return 2 * math.asin(math.sqrt(_prop("p_r", p_r))) - 2 * math.asin(math.sqrt(_prop("p_u", p_u)))
+
+
+def adjust_p(ps, method="none"):
+    """Multiple-testing correction over a family of p-values (NaN entries are left out of the family).
+    holm: step-down, p_(i) * (m - i + 1), made monotone; bh: Benjamini-Hochberg, p_(i) * m / i, made
+    monotone from the top. Adjusted values are capped at 1."""
+    _choice("correction", method, CORRECTIONS)
+    ps = np.asarray(ps, dtype=float)
+    out = ps.copy()
+    ok = np.flatnonzero(np.isfinite(ps))
+    m = len(ok)
+    if method == "none" or m == 0:
+        return out
+    order = ok[np.argsort(ps[ok], kind="stable")]
+    ranked = ps[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(ranked * (m - np.arange(m)))
+    else:
+        adj = np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1]
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def count_classes(y, f, n_classes):
+    """Per class c: n[c] = samples labelled c, k[c] = of those, samples with f = 1."""
+    y, f = np.asarray(y), np.asarray(f)
+    if y.ndim != 1 or y.shape != f.shape:
+        raise ValueError(f"labels and factors must be 1-D of equal length, got {y.shape} and {f.shape}")
+    if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must be integers in 0..{n_classes - 1}, got values {np.unique(y)[:10]}")
+    if f.size and not np.isin(f, (0, 1)).all():
+        raise ValueError(f"factors must be 0 or 1, got values {np.unique(f)[:10]}")
+    n = np.bincount(y.astype(np.int64), minlength=n_classes)
+    k = np.bincount(y.astype(np.int64), weights=f.astype(np.int64), minlength=n_classes).astype(np.int64)
+    return {"n": n.tolist(), "k": k.tolist()}
+
+
+def rows_from_counts(counts, rare, classes, test="one-sample", correction="none", alpha=ALPHA):
+    """The z-table from per-class counts {"u": {"n", "k"}, "r": {"n", "k"}}: one row per class plus
+    Total, each with n, k, P for D_u and D_r, z, p, p_adj (corrected over the class rows; Total keeps its
+    own p), Cohen's h and the verdict (taken on p_adj)."""
+    _choice("test", test, TESTS)
+    _choice("correction", correction, CORRECTIONS)
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    C = len(classes)
+    if isinstance(rare, bool) or not isinstance(rare, (int, np.integer)) or not 0 <= rare < C:
+        raise ValueError(f"rare class must be an integer in 0..{C - 1}, got {rare!r}")
+    nu, ku, nr, kr = ([_count(f"{w}.{a}[{i}]", v) for i, v in enumerate(counts[w][a])]
+                      for w, a in (("u", "n"), ("u", "k"), ("r", "n"), ("r", "k")))
+    for vals in (nu, ku, nr, kr):
+        if len(vals) != C:
+            raise ValueError(f"counts need {C} classes, got {len(vals)}")
+    rows = []
+    for c, name in list(enumerate(classes)) + [(None, "Total")]:
+        sl = slice(None) if c is None else slice(c, c + 1)
+        n_u, k_u, n_r, k_r = sum(nu[sl]), sum(ku[sl]), sum(nr[sl]), sum(kr[sl])
+        if k_u > n_u or k_r > n_r:
+            raise ValueError(f"class {name}: factor count exceeds the class count ({k_u}/{n_u}, {k_r}/{n_r})")
+        P_u = k_u / n_u if n_u else math.nan
+        P_r = k_r / n_r if n_r else math.nan
+        if test == "two-sample":
+            z = z_two_sample(k_r, n_r, k_u, n_u)
+        else:   # eq. 1 with n = n_r (the Total row: n = M, all D_r samples)
+            z = z_score(P_r, P_u, n_r) if n_u and n_r else math.nan
+        rows.append({"class": "Total" if c is None else c, "name": name, "n_u": n_u, "k_u": k_u,
+                     "P_u": P_u, "n_r": n_r, "k_r": k_r, "P_r": P_r, "z": z, "p": p_value(z),
+                     "h": cohens_h(P_r, P_u)})
+    adj = adjust_p([r["p"] for r in rows[:-1]], correction)
+    for r, pa in zip(rows, list(adj) + [rows[-1]["p"]]):
+        r["p_adj"] = float(pa)
+        r["verdict"] = verdict(r["z"], r["p_adj"], None if r["class"] == "Total" else r["class"], rare, alpha)
+    return rows
+
+
+def z_table(y_u, f_u, y_r, f_r, rare, classes, test="one-sample", correction="none", alpha=ALPHA):
+    """Per-class rows plus a Total row (see rows_from_counts) from the oracle labels y and factors f of
+    the samples of the D_u model (y_u, f_u) and of the D_r model (y_r, f_r)."""
+    C = len(classes)
+    counts = {"u": count_classes(y_u, f_u, C), "r": count_classes(y_r, f_r, C)}
+    return rows_from_counts(counts, rare, classes, test, correction, alpha)
+
+
+def _fmt(v, spec=".2f"):
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def format_rows(rows, title=""):
+    """A z-table as aligned text (the per-model view of Tables 1-3)."""
+    head = ["class", "n_u", "P_u", "n_r", "P_r", "z", "p", "h", "verdict"]
+    body = [[str(r["name"]), str(r["n_u"]), _fmt(r["P_u"], ".3f"), str(r["n_r"]), _fmt(r["P_r"], ".3f"),
+             _fmt(r["z"]), _fmt(r["p_adj"], ".3g"), _fmt(r["h"]), r["verdict"]] for r in rows]
+    return (title + "\n" if title else "") + _text_grid(head, body)
+
+
+def _text_grid(head, body):
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+# --------------------------------------------------------------------------- command line (shared)
+def _die(msg, prog=None):
+    """Bad input: one line on stderr, exit code 2, no traceback."""
+    print(f"{prog or os.path.basename(sys.argv[0])}: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def common_parser(doc, epochs, batch_size, lr, samples=1000):
+    """The options every model script shares (defaults: the paper's protocol). `epochs`, `batch_size`
+    and `lr` are the model's own defaults; the model adds its options to the returned parser."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--factor", default="colour", choices=data.FACTORS, help="generative factor (default: colour)")
+    a("--dataset", default="mnist", choices=DATASETS, help="mnist or the CompCars subset (default: mnist)")
+    a("--rare", type=int, default=1, help="class k with the rare factor in D_r: 0..9 for MNIST, 0 "
+      "(Volkswagen) for cars (default: 1; 0 with --dataset cars)")
+    a("--p-in", type=float, default=1.0, help="share of class k with the factor in D_r (Appendix E; default: 1.0)")
+    a("--p-out", type=float, default=0.0, help="share of other classes with the factor in D_r (default: 0.0)")
+    a("--samples", type=int, default=samples, help=f"M, images sampled per model (default: {samples})")
+    a("--seed", type=int, default=0, help="training and sampling seed (default: 0)")
+    a("--data-seed", type=int, default=0, help="seed of the datasets' factor assignment (default: 0)")
+    a("--data-root", default=None, help="MNIST root (default: $RGF_DATA_ROOT, else ./data)")
+    a("--cache-dir", default=None, help="cache for perturbed digits and oracles (default: <data-root>/rgf-cache)")
+    a("--out", default="runs", help="output folder (default: runs)")
+    a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = CUDA when present)")
+    a("--epochs", type=int, default=epochs, help=f"training epochs per model (default: {epochs})")
+    a("--batch-size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
+    a("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
+    a("--subset", type=int, default=0, help="build D_u and D_r from the first N MNIST training digits; "
+      "0 = all (default: 0)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="CPU preset: fewer epochs / a subset (default: off)")
+    g.add_argument("--smoke", action="store_true", help="seconds-long run for the tests (default: off)")
+    a("--force", action="store_true", help="retrain even when checkpoints or results exist (default: off)")
+    a("--stage", default="both", choices=("both", "u", "r"), help="both: D_u if needed, then D_r, then the "
+      "z-test; u: only the D_u model; r: only the D_r model (default: both)")
+    return p
+
+
+def _explicit(parser, argv):
+    """The destinations the user set on the command line (parse again with every default suppressed)."""
+    saved = [(a, a.default) for a in parser._actions]
+    try:
+        for a, _ in saved:
+            a.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for a, d in saved:
+            a.default = d
+
+
+def _check_common(a):
+    if a.dataset == "cars":
+        if a.rare != 0:
+            return f"--rare {a.rare} is not available for cars; accepted: 0 (Volkswagen)"
+        if a.factor != "colour":
+            return f"--factor {a.factor} is not available for cars; accepted: colour"
+        if (a.p_in, a.p_out) != (1.0, 0.0):
+            return "--p-in/--p-out are MNIST-only; cars use the paper's extreme skew"
+    elif not 0 <= a.rare <= 9:
+        return f"--rare {a.rare} out of range; accepted: 0..9"
+    for name, v in (("--p-in", a.p_in), ("--p-out", a.p_out)):
+        if not 0.0 <= v <= 1.0:
+            return f"{name} {v:g} out of range; accepted: a number in [0, 1]"
+    for name, v, lo in (("--samples", a.samples, 1), ("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 1),
+                        ("--subset", a.subset, 0), ("--seed", a.seed, 0), ("--data-seed", a.data_seed, 0)):
+        if v < lo:
+            return f"{name} {v} out of range; accepted: an integer >= {lo}"
+    if not a.lr > 0:
+        return f"--lr {a.lr:g} out of range; accepted: a number > 0"
+    try:
+        pick_device(a.device, announce=False)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def parse_args(parser, argv=None, presets=None, check=None):
+    """Parse, apply the --quick / --smoke preset to every option the user did not set explicitly, then
+    validate (common checks, then check(args) -> error string or None). Errors: one line, exit 2."""
+    parser.error = lambda msg: _die(msg, parser.prog)     # argparse's own errors: one line too
+    args = parser.parse_args(argv)
+    explicit = _explicit(parser, argv)
+    for mode in ("quick", "smoke"):
+        if getattr(args, mode):
+            for k, v in {**BASE_PRESETS[mode], **(presets or {}).get(mode, {})}.items():
+                if not hasattr(args, k):
+                    raise ValueError(f"preset {mode!r} sets unknown option {k!r}")
+                if k not in explicit:
+                    setattr(args, k, v)
+    if args.dataset == "cars" and "rare" not in explicit:
+        args.rare = 0
+    msg = _check_common(args) or (check(args) if check else None)
+    if msg:
+        _die(msg, parser.prog)
+    return args
+
+
+# --------------------------------------------------------------------------- seeds, device, AMP, saving
+def set_seed(seed, device="cpu"):
+    """Seed random, numpy and torch (CPU and CUDA); print it. Returns a torch.Generator on `device`
+    seeded with `seed`: the explicit source of every random draw of the training code."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    print(f"seed: {seed}")
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def pick_device(spec="auto", announce=True):
+    """auto -> CUDA when available else CPU; cpu; cuda; cuda:N. Unavailable choices raise ValueError."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(spec))
+    if not m:
+        raise ValueError(f"--device {spec!r} not understood; accepted: auto, cpu, cuda, cuda:N")
+    if spec != "cpu":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or int(m.group(1) or 0) >= n:
+            raise ValueError(f"--device {spec}: no such CUDA device ({n} visible); accepted: auto, cpu"
+                             + (f", cuda:0..{n - 1}" if n else ""))
+    device = torch.device(spec)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if announce:
+        what = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+        print(f"device: {device} ({what})")
+    return device
+
+
+def amp_dtype(device):
+    """The autocast dtype on `device`: bf16 on CUDA GPUs that support it, else fp16 (which needs a
+    torch.amp.GradScaler), None on the CPU (AMP is GPU-only)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device):
+    """Mixed precision for a forward pass: torch.autocast on CUDA (see amp_dtype), a no-op on the CPU."""
+    dtype = amp_dtype(device)
+    return torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def progress(iterable, desc="", total=None, **kw):
+    """A tqdm bar; the model shows its losses with bar.set_postfix(..., refresh=False) (refresh=True would
+    redraw on every batch). Logs (no terminal) update every 10 s."""
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 10.0, **kw)
+
+
+def _atomic(path, write, mode="wb"):
+    """Write via a temp file in the same folder, then os.replace: never a half-written file."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _clean(v):
+    """JSON-safe: NaN/inf -> null, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    return v
+
+
+def save_json(obj, path):
+    _atomic(path, lambda fh: fh.write(json.dumps(_clean(obj), indent=1, allow_nan=False)), mode="w")
+
+
+def save_text(text, path):
+    _atomic(path, lambda fh: fh.write(text), mode="w")
+
+
+def save_torch(obj, path):
+    _atomic(path, lambda fh: torch.save(obj, fh))
+
+
+def save_npz(path, **arrays):
+    _atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
+
+
+def save_grid(images, path, rows=10):
+    """A rows x rows grid PNG of the first rows^2 uint8 images [N,3,H,W] (black where fewer)."""
+    from PIL import Image
+    x = np.asarray(images, dtype=np.uint8)[: rows * rows]
+    n, c, h, w = x.shape
+    grid = np.zeros((rows * h, rows * w, 3), dtype=np.uint8)
+    for i in range(n):
+        grid[(i // rows) * h:(i // rows + 1) * h, (i % rows) * w:(i % rows + 1) * w] = x[i].transpose(1, 2, 0)
+    _atomic(path, lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """An exclusive fcntl lock on `path` (held until the block ends; released if the process dies)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {path}: another run holds it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- the protocol (section 4)
+class _Stop(Exception):
+    """Ends run_protocol with one line on stderr and an exit code (2: bad input, 1: failed run)."""
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+
+
+def cell_names(args):
+    """Folders of the D_u model (shared by every rare class) and of the D_r cell, e.g.
+    colour-balanced-seed0 and colour-rare1-seed0 (colour-rare1-pin0.9-pout0.1-seed0, cars-rare0-seed0)."""
+    pre = "cars" if args.dataset == "cars" else args.factor
+    ds = f"-ds{args.data_seed}" if args.data_seed else ""
+    skew = "" if (args.p_in, args.p_out) == (1.0, 0.0) else f"-pin{args.p_in:g}-pout{args.p_out:g}"
+    return f"{pre}-balanced{ds}-seed{args.seed}", f"{pre}-rare{args.rare}{skew}{ds}-seed{args.seed}"
+
+
+def load_split(args, which):
+    """(x uint8 [N,3,H,W], y, f) numpy arrays of D_u (which="u"), D_r ("r") or the balanced validation
+    digits ("val"), built by data.py with the data seed; --subset limits the MNIST digits used."""
+    if args.dataset == "cars":
+        # CompCars has no held-out validation split: the paper's 185 validation cars are its test images
+        x, y, f = data.make_cars_dataset(data.data_root(args.data_root), rare=which == "r",
+                                         split="test" if which == "val" else "train", size=CAR_SIZE,
+                                         seed=args.data_seed)
+        if args.subset and which != "val":
+            keep = np.sort(np.random.default_rng(args.data_seed).permutation(len(y))[: args.subset])
+            x, y, f = x[keep], y[keep], f[keep]
+        return x, y, f
+    return data.make_dataset(args.factor, "val" if which == "val" else "train",
+                             rare=args.rare if which == "r" else None, p_in=args.p_in, p_out=args.p_out,
+                             seed=args.data_seed, root=args.data_root, cache_dir=args.cache_dir,
+                             limit=args.subset or None)
+
+
+def _identity(args, which, eval_keys=()):
+    """The options that define a trained model (D_u ignores the rare class and the skew)."""
+    skip = set(NOT_TRAINING) | set(eval_keys) | ({"rare", "p_in", "p_out"} if which == "u" else set())
+    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+
+
+def _sample_key(args, which, eval_keys):
+    return json.dumps({**_identity(args, which, eval_keys), "samples": args.samples,
+                       **{k: getattr(args, k) for k in eval_keys}}, sort_keys=True)
+
+
+def _check_identity(path, saved, ident):
+    diff = sorted(k for k in set(saved) | set(ident) if saved.get(k) != ident.get(k))
+    if diff:
+        was = ", ".join(f"{k}={saved.get(k)!r} (now {ident.get(k)!r})" for k in diff)
+        raise _Stop(2, f"{path} was made with other settings: {was}; use --force to redo it or --out "
+                       f"for a separate folder")
+
+
+def _cached_samples(npz, key):
+    if os.path.exists(npz):
+        with np.load(npz) as z:
+            if str(z["key"]) == key:
+                return z["x"]
+    return None
+
+
+def _to_device(x, device):
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device).float().div_(255)
+
+
+def _rng_state(gen):
+    return {"gen": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
+
+
+def _set_rng_state(gen, rng):
+    gen.set_state(rng["gen"])
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _checkpoint(state, epoch, gen, config, ident, history):
+    """ckpt.pt: models, optimisers (and schedulers), epoch, RNG states, config, history."""
+    sd = lambda key: {k: m.state_dict() for k, m in state.get(key, {}).items()}
+    return {"models": sd("models"), "opts": sd("opts"), "scheds": sd("scheds"), "extra": state.get("extra"),
+            "epoch": epoch, "rng": _rng_state(gen), "config": config, "identity": ident, "history": history}
+
+
+def _restore(state, ck, gen):
+    for key in ("models", "opts", "scheds"):
+        for k, m in state.get(key, {}).items():
+            m.load_state_dict(ck[key][k])
+    if ck.get("extra") is not None:
+        state["extra"] = ck["extra"]
+    _set_rng_state(gen, ck["rng"])
+
+
+def _save_history(history, path):
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    save_text(buf.getvalue(), path)
+
+
+def _train(which, cell, args, hooks, device, eval_keys, fresh_since, dirs):
+    """Train (or resume, or reuse) the model of D_u or D_r in folder `cell`, then sample M images.
+    Returns (samples uint8 [M,3,H,W], history, timings)."""
+    init, train_epoch, sample, after_epoch = hooks
+    label = "D_u" if which == "u" else f"D_r (rare {args.rare})"
+    ident, key = _identity(args, which, eval_keys), _sample_key(args, which, eval_keys)
+    ckpt_path, npz = os.path.join(cell, "ckpt.pt"), os.path.join(cell, "samples.npz")
+    ck, t = None, {}
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)   # our own file: RNG states
+        # --force retrains, except a D_u model that a parallel run (also forced) finished after we started
+        if args.force and not (which == "u" and ck["epoch"] >= args.epochs
+                               and os.path.getmtime(ckpt_path) >= fresh_since):
+            ck = None
+        else:
+            _check_identity(ckpt_path, ck["identity"], ident)
+    done = ck is not None and ck["epoch"] >= args.epochs
+    cached = _cached_samples(npz, key) if done else None
+    if cached is not None:
+        print(f"{label}: trained model and samples found in {cell}")
+        return cached, ck["history"], t
+    shape = (3, CAR_SIZE, CAR_SIZE) if args.dataset == "cars" else (3, 28, 28)
+    torch.manual_seed(args.seed), np.random.seed(args.seed), random.seed(args.seed)
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    state = init(args, shape, device, gen)
+    history, start = [], 0
+    if ck is not None:
+        _restore(state, ck, gen)
+        history, start = ck["history"], ck["epoch"]
+        print(f"{label}: resuming from {ckpt_path} after epoch {start}")
+    if not done:
+        t0 = time.time()
+        try:
+            x = _to_device(load_split(args, which)[0], device)
+            val = None
+            if after_epoch:
+                xv, yv, fv = load_split(args, "val")
+                val = (_to_device(xv, device), torch.as_tensor(yv, device=device), torch.as_tensor(fv, device=device))
+        except (ValueError, FileNotFoundError) as e:
+            raise _Stop(2, str(e)) from None
+        if tuple(x.shape[1:]) != shape:
+            raise _Stop(2, f"{label} images have shape {tuple(x.shape[1:])}, expected {shape}")
+        t["data"] = time.time() - t0
+        save_json({"which": which, "images": len(x), "device": str(device), "torch": torch.__version__,
+                   "config": vars(args)}, os.path.join(cell, "config.json"))
+        print(f"{label}: {len(x)} images, epochs {start + 1}..{args.epochs} -> {cell}")
+        ctx = {"which": which, "rare": args.rare, "val": val, "dir": cell, "dirs": dirs}
+        t0 = time.time()
+        for epoch in range(start, args.epochs):
+            te = time.time()
+            try:
+                losses = train_epoch(state, x, epoch, args, gen)
+                bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+                if bad:
+                    raise FloatingPointError(", ".join(f"{k}={v}" for k, v in bad.items()))
+            except FloatingPointError as e:
+                raise _Stop(1, f"{label} training stopped: non-finite loss in epoch {epoch + 1} ({e}). The "
+                               f"last good checkpoint (epoch {epoch}) is kept in {ckpt_path}; rerun with "
+                               f"--force and a lower --lr or another --seed") from None
+            extra = after_epoch(state, epoch, args, ctx) if after_epoch else None
+            history.append({"epoch": epoch + 1, **losses, **(extra or {}), "seconds": time.time() - te})
+            save_torch(_checkpoint(state, epoch + 1, gen, vars(args), ident, history), ckpt_path)
+            _save_history(history, os.path.join(cell, "history.csv"))
+            print(f"{label} epoch {epoch + 1}/{args.epochs}  " + "  ".join(
+                f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch"), flush=True)
+            left = (time.time() - te) * (args.epochs - epoch - 1)
+            if epoch == start and device.type == "cpu" and not (args.quick or args.smoke) and left > 900:
+                print(f"{label}: about {left / 60:.0f} more minutes on this CPU; --quick is the CPU preset")
+        t["train"] = time.time() - t0
+        del x, val
+    t0 = time.time()
+    for m in state["models"].values():
+        m.eval()
+    sgen = torch.Generator(device=device).manual_seed(args.seed + 1_000_003)   # sampling: its own stream
+    with torch.inference_mode():
+        s = sample(state, args.samples, args, sgen)
+    s = s.cpu().numpy() if torch.is_tensor(s) else np.asarray(s)
+    if s.dtype != np.uint8 or s.shape != (args.samples,) + shape:
+        raise _Stop(1, f"sample() returned {s.dtype} {s.shape}; expected uint8 {(args.samples,) + shape}")
+    t["sample"] = time.time() - t0
+    save_npz(npz, x=s, key=np.array(key))
+    save_grid(s, os.path.join(cell, "samples.png"))
+    return s, history, t
+
+
+def _finished(r_dir, args, eval_keys):
+    path = os.path.join(r_dir, "result.json")
+    if args.force or not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        res = json.load(fh)
+    _check_identity(path, res["identity"], json.loads(_sample_key(args, "r", eval_keys)))
+    print(f"{path} exists: cell already done (use --force to redo it)")
+    print(format_rows(_rows(res), _title(res)))
+    return res
+
+
+def _title(res):
+    skew = "" if (res["p_in"], res["p_out"]) == (1.0, 0.0) else f", p_in {res['p_in']:g}, p_out {res['p_out']:g}"
+    what = "cars" if res["dataset"] == "cars" else res["factor"]
+    return f"{res['model']}, {what}, rare class {res['classes'][res['rare']]}{skew}, seed {res['seed']}"
+
+
+def _evaluate(args, name, run_name, su, sr, device, cells, hist, times, eval_keys):
+    """Steps 4-5 of the protocol: oracle labels, the z-table (eq. 1), result.json."""
+    import oracles   # oracles.py uses ztest's helpers, so it is imported where it is needed
+    t0 = time.time()
+    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
+                               device=device, data_seed=args.data_seed, smoke=args.smoke)
+    times["oracles"] = time.time() - t0
+    t0 = time.time()
+    (y_u, f_u), (y_r, f_r) = oracles.classify(orc, su), oracles.classify(orc, sr)
+    times["classify"] = time.time() - t0
+    classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
+    counts = {"u": count_classes(y_u, f_u, len(classes)), "r": count_classes(y_r, f_r, len(classes))}
+    rows = rows_from_counts(counts, args.rare, classes)
+    below = {k: v for k, v in orc["acc"].items() if v < orc.get("target", 0.98)}
+    if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
+        print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
+              f" < {orc.get('target', 0.98):.0%}): verdicts of this cell are not trustworthy", file=sys.stderr)
+    res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
+           "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
+           "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
+           "test": "one-sample", "correction": "none", "rows": rows, "oracle_acc": orc["acc"],
+           "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
+           "timings": times, "dirs": cells, "history": hist, "config": vars(args),
+           "identity": json.loads(_sample_key(args, "r", eval_keys)), "torch": torch.__version__,
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    print(format_rows(rows, _title(res)))
+    save_json(res, os.path.join(cells["r"], "result.json"))
+    print(f"saved {os.path.join(cells['r'], 'result.json')}")
+    return res
+
+
+def run_protocol(args, name, run_name, init, train_epoch, sample, after_epoch=None, eval_keys=()):
+    """Section 4's protocol for one model and one cell: build D_u and D_r, train the same model on each
+    (per-epoch atomic checkpoints, resume, NaN stop), sample M images from each, classify them with the
+    oracles, print the z-table, save result.json. Returns the result dict (None when only a model was
+    trained). Outputs: <out>/<run_name>/<factor>-balanced-seed<s>/ (the D_u model, shared by every rare
+    class; guarded by a file lock) and <out>/<run_name>/<factor>-rare<k>-seed<s>/ (D_r, result.json).
+
+    Hooks (plain functions of the model script):
+      init(args, shape, device, gen) -> {"models": {name: Module}, "opts": {name: Optimizer},
+          optional "scheds": {name: scheduler}, optional "extra": picklable}
+      train_epoch(state, x, epoch, args, gen) -> {loss name: mean}; x float32 [N,3,H,W] in [0,1] on the
+          device; every random draw from `gen`. A non-finite value (or FloatingPointError) stops the run.
+      sample(state, n, args, gen) -> uint8 [n,3,H,W]; called in eval mode under torch.inference_mode().
+      after_epoch(state, epoch, args, ctx) -> {name: float} or None, logged with the losses; ctx =
+          {"which": "u" | "r", "rare": k, "val": (x_val, y_val, f_val) tensors on the device (balanced
+          validation digits; cars: the test images), "dir": this model's folder, "dirs": {"u", "r"}}.
+          The D_u model serves every rare class, so for which="u" record values for every class.
+    eval_keys: options that change only sampling (e.g. a sampler's step count): changing them resamples
+    but never invalidates a trained model. Any other changed option is refused unless --force.
+    """
+    t_start = time.time()
+    device = pick_device(args.device)
+    set_seed(args.seed, device)
+    u_name, r_name = cell_names(args)
+    cells = {"u": os.path.join(args.out, run_name, u_name), "r": os.path.join(args.out, run_name, r_name)}
+    hooks = (init, train_epoch, sample, after_epoch)
+    eval_keys = tuple(eval_keys)
+    try:
+        if args.stage != "u" and (res := _finished(cells["r"], args, eval_keys)):
+            return res
+        hist, times = {}, {}
+        if args.stage == "r":      # only D_r; the z-test needs the D_u samples from an earlier run
+            su = _cached_samples(os.path.join(cells["u"], "samples.npz"), _sample_key(args, "u", eval_keys))
+        else:
+            with file_lock(os.path.join(cells["u"], ".lock")):
+                su, hist["u"], t = _train("u", cells["u"], args, hooks, device, eval_keys, t_start, cells)
+                times.update({f"{k}_u": v for k, v in t.items()})
+            if args.stage == "u":
+                return None
+        with file_lock(os.path.join(cells["r"], ".lock")):
+            if res := _finished(cells["r"], args, eval_keys):    # a parallel run finished it meanwhile
+                return res
+            sr, hist["r"], t = _train("r", cells["r"], args, hooks, device, eval_keys, t_start, cells)
+            times.update({f"{k}_r": v for k, v in t.items()})
+            if su is None:
+                print(f"no D_u samples in {cells['u']} yet: run --stage u (or both) for the z-test")
+                return None
+            return _evaluate(args, name, run_name, su, sr, device, cells, hist, times, eval_keys)
+    except _Stop as e:
+        print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
+        sys.exit(e.code)
+
+
+# --------------------------------------------------------------------------- tables (Tables 1-4)
+def _rows(res, test="one-sample", correction="none", alpha=ALPHA):
+    """A result's z-table, recomputed from its counts so that any test or correction applies."""
+    return rows_from_counts(res["counts"], res["rare"], res["classes"], test, correction, alpha)
+
+
+def load_results(paths):
+    """Result dicts from result.json files and from folders searched for them."""
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += sorted(os.path.join(d, "result.json") for d, _, fs in os.walk(p) if "result.json" in fs)
+        else:
+            files.append(p)
+    out = []
+    for f in files:
+        try:
+            with open(f) as fh:
+                res = json.load(fh)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read result file {f}: {e}") from None
+        missing = [k for k in ("model", "dataset", "factor", "rare", "seed", "classes", "counts")
+                   if not isinstance(res, dict) or k not in res]
+        if missing:
+            raise ValueError(f"{f} is not a result file (missing {', '.join(missing)})")
+        out.append({"p_in": 1.0, "p_out": 0.0, **res, "file": f})
+    if not out:
+        raise ValueError(f"no result.json found in {', '.join(paths)}")
+    return out
+
+
+def _model_key(m):
+    """Columns in the paper's order VAE / GAN / GAN-SD / DM; variants (VAE-b4, ...) after their base."""
+    base = next((i for i, b in sorted(enumerate(MODEL_ORDER), key=lambda t: -len(t[1])) if m.startswith(b)), 4)
+    return base, m != (MODEL_ORDER[base] if base < 4 else ""), m
+
+
+def aggregate(results, test="one-sample", correction="none", alpha=ALPHA):
+    """Group results by cell (dataset, factor, rare, p_in, p_out, model). Per class: the mean and
+    spread (sample sd) of the finite z over seeds, the verdict of every seed, and the D_r counts."""
+    cells = {}
+    for res in results:
+        key = (res["dataset"], res["factor"], res["rare"], res["p_in"], res["p_out"], res["model"])
+        seeds = cells.setdefault(key, {})
+        if res["seed"] in seeds:
+            print(f"warning: {res['file']} repeats seed {res['seed']} of {key}; ignored", file=sys.stderr)
+            continue
+        seeds[res["seed"]] = _rows(res, test, correction, alpha)
+    agg = {}
+    for key, seeds in cells.items():
+        per = [seeds[s] for s in sorted(seeds)]
+        rows = []
+        for i, row in enumerate(per[0]):
+            z = np.array([r[i]["z"] for r in per], dtype=float)
+            z = z[np.isfinite(z)]
+            v = "".join(r[i]["verdict"] for r in per)
+            rows.append({"name": row["name"], "z_mean": float(z.mean()) if len(z) else math.nan,
+                         "z_sd": float(z.std(ddof=1)) if len(z) > 1 else math.nan, "verdicts": v,
+                         "n_L": v.count("L"), "k_r": [r[i]["k_r"] for r in per], "n_r": [r[i]["n_r"] for r in per]})
+        agg[key] = {"seeds": sorted(seeds), "rows": rows}
+    return agg
+
+
+def _z_part(row, seeds):
+    """One model's entry of a Table 1/2 cell; bold (L) when most seeds give L."""
+    if seeds == 1:
+        return _fmt(row["z_mean"]), row["verdicts"] == "L"
+    sd = "" if not math.isfinite(row["z_sd"]) else f"±{row['z_sd']:.2f}"
+    return f"{_fmt(row['z_mean'])}{sd} ({row['n_L']}/{seeds} L)", 2 * row["n_L"] > seeds
+
+
+def _groups(agg, dataset):
+    return sorted({k[2:5] for k in agg if k[0] == dataset})
+
+
+def _models(agg, dataset, group):
+    return sorted({k[5] for k in agg if k[0] == dataset and k[2:5] == group}, key=_model_key)
+
+
+NOTE_Z = "bold / *: p > 0.05, the RGF is learned (L); -: z undefined (P_u of 0 or 1, or n = 0)"
+
+
+def _table_z(agg, group, how):
+    """Table 1 (k = 1) / Table 2 (k = 2): z per digit, one column per factor, "VAE / GAN / GAN-SD / DM"."""
+    k, pin, pout = group
+    models = _models(agg, "mnist", group)
+    factors = [f for f in data.FACTORS if any(("mnist", f) + group + (m,) in agg for m in models)]
+    body = []
+    for i, name in enumerate(MNIST_CLASSES + ("Total",)):
+        cells = [[_z_part(c["rows"][i], len(c["seeds"])) if c else ("n/a", False)
+                  for c in (agg.get(("mnist", f) + group + (m,)) for m in models)] for f in factors]
+        body.append([[(name, False)]] + cells)
+    paper = (pin, pout) == (1.0, 0.0) and k in (1, 2)
+    skew = "" if (pin, pout) == (1.0, 0.0) else f", p_in {pin:g}, p_out {pout:g}"
+    return {"slug": f"table{k}" if paper else f"table-z-rare{k}" + skew.replace(", ", "-").replace(" ", ""),
+            "title": (f"Table {k}: " if paper else "") + f"z-scores, RGF in digit {k}{skew}{how}",
+            "header": ["digit"] + [f"{f} ({' / '.join(models)})" for f in factors], "rows": body, "note": NOTE_Z}
+
+
+def _table4(agg, groups, how):
+    """Table 4: the verdict of every MNIST cell (one letter per model and seed), with counts per column;
+    '?' and '-' are counted on their own rows."""
+    head, cols = ["digit"], []          # cols[j][i][m]: verdict string of column j, row i, model m
+    for g in groups:
+        models = _models(agg, "mnist", g)
+        for f in data.FACTORS:
+            cells = [agg.get(("mnist", f) + g + (m,)) for m in models]
+            if any(cells):
+                head.append(f"{f} (k={g[0]}" + ("" if g[1:] == (1.0, 0.0) else f", {g[1]:g}/{g[2]:g}") + ")")
+                cols.append([[c["rows"][i]["verdicts"] if c else "n/a" for c in cells] for i in range(11)])
+    body = [[[(n, False)]] + [[(v, False) for v in col[i]] for col in cols]
+            for i, n in enumerate(MNIST_CLASSES + ("all",))]
+    for sym, what in (("L", "Count"), ("?", "Count ?"), ("-", "Count -")):
+        counts = [[sum(col[i][m].count(sym) for i in range(11)) for m in range(len(col[0]))] for col in cols]
+        if sym == "L" or any(map(any, counts)):
+            body.append([[(what, False)]] + [[(str(n), False) for n in c] for c in counts])
+    verdicts = [v for col in cols for row in col for v in row if v != "n/a"]
+    return {"slug": "table4", "title": f"Table 4: RGF learning (L) vs. memorization (M){how}", "header": head,
+            "rows": body, "note": f"A total of {sum(v.count('L') for v in verdicts)} cases were learned out of "
+                                  f"{sum(map(len, verdicts))}. Cells: one letter per model and seed; ?: "
+                                  f"significant in the other direction; -: z undefined."}
+
+
+def _table3(agg, group, how):
+    """Table 3: CompCars; per model the D_r samples per make in black / white, and z."""
+    head, body = ["make"], [[[(n, False)]] for n in ("Volkswagen", "Toyota", "Total")]
+    for m in _models(agg, "cars", group):
+        c = agg[("cars", "colour") + group + (m,)]
+        head += [f"{m} black", f"{m} white", f"{m} z"]
+        for i, r in enumerate(c["rows"]):      # f = 1 is white (data.make_cars_dataset)
+            white, n = np.mean(r["k_r"]), np.mean(r["n_r"])
+            body[i] += [[(f"{n - white:.0f}", False)], [(f"{white:.0f}", False)], [_z_part(r, len(c["seeds"]))]]
+    return {"slug": "table3", "title": f"Table 3: CompCars, z-scores, colour RGF: white Volkswagen, black "
+            f"Toyota{how}", "header": head, "rows": body,
+            "note": "black / white: D_r samples per make (label oracle) and colour (factor oracle); " + NOTE_Z}
+
+
+def tables(agg, test="one-sample", correction="none"):
+    """Tables 1/2 (and one such table per other rare digit or skew), Table 4 and Table 3 (cars), as dicts
+    {slug, title, header, rows, note}; a cell is a list of (text, is_L) parts joined by " / "."""
+    how = ("" if test == "one-sample" else f", {test} test") + \
+        ("" if correction == "none" else f", {correction} correction")
+    groups = _groups(agg, "mnist")
+    out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
+    return out + [_table3(agg, g, how) for g in _groups(agg, "cars")]
+
+
+def _tex(s):
+    return s.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%").replace("_", r"\_") \
+        .replace("#", r"\#").replace("±", r"$\pm$")
+
+
+def render(table, style="text"):
+    """A table as text (L marked *), Markdown (L bold), LaTeX (L \\textbf) or CSV (L marked *)."""
+    mark = {"text": "{}*", "csv": "{}*", "md": "**{}**", "tex": r"\textbf{{{}}}"}[style]
+    esc = _tex if style == "tex" else (lambda s: s)
+    cell = lambda parts: " / ".join(mark.format(esc(t)) if b else esc(t) for t, b in parts)
+    head, body = [esc(h) for h in table["header"]], [[cell(c) for c in r] for r in table["rows"]]
+    if style == "text":
+        return f"{table['title']}\n{_text_grid(head, body)}\n{table['note']}\n"
+    if style == "csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerows([head] + body)
+        return buf.getvalue()
+    if style == "md":
+        lines = ["| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head)] + body]
+        return f"### {table['title']}\n\n" + "\n".join(lines) + f"\n\n{table['note']}\n"
+    lines = [" & ".join(r) + r" \\" for r in [head] + body]
+    return ("\\begin{table}[ht]\n\\centering\n\\caption{" + esc(table["title"]) + "}\n\\resizebox{\\textwidth}{!}{"
+            "\\begin{tabular}{l" + "c" * (len(head) - 1) + "}\n\\hline\n" + lines[0] + "\n\\hline\n"
+            + "\n".join(lines[1:]) + "\n\\hline\n\\end{tabular}}\n\\par\\small " + esc(table["note"])
+            + "\n\\end{table}\n")
+
+
+def export(results, tabs, agg, out_dir, test, correction, alpha):
+    """Write tables.{txt,md,tex,json}, one CSV per table and rows.csv (every row of every result)."""
+    for style, ext in (("text", "txt"), ("md", "md"), ("tex", "tex")):
+        save_text("\n".join(render(t, style) for t in tabs), os.path.join(out_dir, f"tables.{ext}"))
+    for t in tabs:
+        save_text(render(t, "csv"), os.path.join(out_dir, f"{t['slug']}.csv"))
+    cells = [{"dataset": k[0], "factor": k[1], "rare": k[2], "p_in": k[3], "p_out": k[4], "model": k[5], **v}
+             for k, v in sorted(agg.items(), key=lambda kv: (kv[0][:5], _model_key(kv[0][5])))]
+    plain = [{**{k: v for k, v in t.items() if k != "rows"}, "rows": [[render({**t, "rows": [[c]], "header": ["x"]},
+             "csv").splitlines()[1] for c in r] for r in t["rows"]]} for t in tabs]
+    save_json({"test": test, "correction": correction, "alpha": alpha, "tables": plain, "cells": cells},
+              os.path.join(out_dir, "tables.json"))
+    keys = ["model", "dataset", "factor", "rare", "p_in", "p_out", "seed", "class", "n_u", "k_u", "P_u",
+            "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "file"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for res in results:
+        for r in _rows(res, test, correction, alpha):
+            w.writerow(_clean({**{k: res[k] for k in keys if k in res}, **r}))
+    save_text(buf.getvalue(), os.path.join(out_dir, "rows.csv"))
+    print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")
+
+
+# --------------------------------------------------------------------------- audit: any generator's samples
+def load_samples(path, shape):
+    """uint8 samples [N, *shape] from an .npz (key x or samples, or its only array) or .npy file."""
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read samples {path}: {e}") from None
+    if isinstance(z, np.lib.npyio.NpzFile):
+        keys = [k for k in ("x", "samples") if k in z.files] or z.files
+        if len(keys) != 1 and keys[0] not in ("x", "samples"):
+            raise ValueError(f"{path}: which array? keys {z.files}; accepted: x, samples, or a single array")
+        z = z[keys[0]]
+    if z.dtype != np.uint8 or z.ndim != 4 or tuple(z.shape[1:]) != tuple(shape) or not len(z):
+        raise ValueError(f"{path}: samples are {z.dtype} {tuple(z.shape)}; accepted: uint8 [N,{','.join(map(str, shape))}]")
+    return z
+
+
+def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=None, cache_dir=None,
+          device="auto", data_seed=0, smoke=False):
+    """Evaluate any generator: its samples from the D_u model (file u) and the D_r model (file r) are
+    classified by the oracles and compared with eq. 1. Returns a result dict (render it like ours)."""
+    import oracles
+    shape = (3, CAR_SIZE, CAR_SIZE) if dataset == "cars" else (3, 28, 28)
+    su, sr = load_samples(u, shape), load_samples(r, shape)
+    dev = pick_device(device)
+    orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=dev, data_seed=data_seed,
+                               smoke=smoke)
+    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
+    counts = {w: count_classes(*oracles.classify(orc, s), len(classes)) for w, s in (("u", su), ("r", sr))}
+    return {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
+            "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": len(sr),
+            "classes": list(classes), "counts": counts, "rows": rows_from_counts(counts, rare, classes),
+            "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
+            "dirs": {"u": u, "r": r}, "device": str(dev),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.error = lambda msg: _die(msg, p.prog)
+    a = p.add_argument
+    a("results", nargs="*", help="result.json files, or folders searched for them")
+    a("--u", help="audit: .npz of uint8 samples from the model trained on D_u")
+    a("--r", help="audit: .npz of uint8 samples from the model trained on D_r")
+    a("--factor", default="colour", choices=data.FACTORS, help="audit: generative factor (default: colour)")
+    a("--dataset", default="mnist", choices=DATASETS, help="audit: mnist or cars (default: mnist)")
+    a("--rare", type=int, default=None, help="audit: rare class k (default: 1; 0 for cars)")
+    a("--model", default="audit", help="audit: model name in the tables (default: audit)")
+    a("--save", help="audit: write the result JSON here (render it later with the others; default: none)")
+    a("--test", default="one-sample", choices=TESTS, help="one-sample = eq. 1 (default: one-sample)")
+    a("--correction", default="none", choices=CORRECTIONS, help="across classes (default: none)")
+    a("--alpha", type=float, default=ALPHA, help=f"significance level (default: {ALPHA})")
+    a("--out-dir", help="write tables.{txt,md,tex,json}, table CSVs and rows.csv here (default: print only)")
+    a("--data-root", help="MNIST root for the oracles (default: $RGF_DATA_ROOT, else ./data)")
+    a("--cache-dir", help="oracle cache (default: <data-root>/rgf-cache)")
+    a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    a("--data-seed", type=int, default=0, help="data seed of the oracles' D_u (default: 0)")
+    a("--smoke", action="store_true", help="audit with the smoke oracles (tests only; default: off)")
+    args = p.parse_args(argv)
+    try:
+        if not 0 < args.alpha < 1:
+            raise ValueError(f"--alpha {args.alpha:g} out of range; accepted: 0 < alpha < 1")
+        if args.u or args.r:
+            if not (args.u and args.r) or args.results:
+                raise ValueError("audit mode needs both --u and --r, and no result files")
+            rare = args.rare if args.rare is not None else (0 if args.dataset == "cars" else 1)
+            if not 0 <= rare < (2 if args.dataset == "cars" else 10):
+                raise ValueError(f"--rare {rare} out of range for {args.dataset}")
+            res = audit(args.u, args.r, args.factor, rare, args.dataset, args.model, args.data_root,
+                        args.cache_dir, args.device, args.data_seed, args.smoke)
+            print(format_rows(_rows(res, args.test, args.correction, args.alpha), _title(res)))
+            if args.save:
+                save_json(res, args.save)
+                print(f"saved {args.save}")
+            results = [{**res, "file": args.save or "audit"}] if args.out_dir else []
+        elif args.results:
+            results = load_results(args.results)
+        else:
+            raise ValueError("nothing to do: give result.json files or folders, or --u U.npz --r R.npz")
+        if results:
+            weak = [r["file"] for r in results if r.get("oracle_below_target") or r.get("oracle_smoke")]
+            if weak:
+                print(f"warning: {len(weak)} result(s) used smoke oracles or oracles under their accuracy "
+                      f"target, e.g. {weak[0]}", file=sys.stderr)
+            agg = aggregate(results, args.test, args.correction, args.alpha)
+            tabs = tables(agg, args.test, args.correction)
+            print("\n".join(render(t) for t in tabs))
+            if args.out_dir:
+                export(results, tabs, agg, args.out_dir, args.test, args.correction, args.alpha)
+    except (ValueError, FileNotFoundError) as e:
+        _die(str(e), p.prog)
+
+
+if __name__ == "__main__":
+    main()
