@@ -1,0 +1,331 @@
+"""ddpm.py: a denoising diffusion probabilistic model (Ho et al. 2020) in the rare-generative-factor protocol.
+
+What it does. Trains a DDPM on the balanced dataset D_u and on the skewed dataset D_r of one generative
+factor (section 4 of "Do Generative Models Learn Rare Generative Factors?"), samples M images from each,
+lets the oracle classifiers (section 5.2) label digit and factor, and prints the z-scores of eq. 1 per
+class: the DM column of Tables 1-4 (and of Table 3 with --dataset cars). Training is Algorithm 1 of Ho et
+al. (2020), sampling Algorithm 2 (ancestral, all T steps) or, with --sample-steps N, the strided
+deterministic sampler of DDIM (Song et al. 2021, eq. 12) over N of the T steps. The sampler is part of the
+run's config ("sampler" in config.json / result.json); changing it resamples without retraining.
+
+Run it:
+    python ddpm.py --factor colour --rare 1                   # paper-length settings (a GPU job)
+    python ddpm.py --factor colour --rare 1 --quick           # CPU preset, <= 15 min on 2 cores (BENCHMARKS.md)
+    python ddpm.py --factor thin --rare 2 --sample-steps 100  # DDIM, 100 steps instead of 1000 ancestral
+    python ddpm.py --dataset cars --epochs 800                # CompCars 64x64 (1,448 images: more epochs)
+Outputs: runs/ddpm/<factor>-balanced-seed<s>/ (D_u model) and runs/ddpm/<factor>-rare<k>-seed<s>/ (D_r
+model, result.json with the z-table, sample grids); see ztest.run_protocol.
+
+Choices (the paper's Appendix A with its architectures is not available):
+- Diffusion: Ho et al.'s settings: T = 1000, betas linear from 1e-4 to 0.02, epsilon-prediction with the
+  unweighted MSE loss L_simple (eq. 14), data scaled to [-1, 1], Adam lr 2e-4, gradient norm clipped at 1,
+  an EMA of the weights for sampling. The reverse variance is the posterior variance beta~_t (eq. 7); Ho et
+  al. report beta_t and beta~_t give similar samples.
+- Network: Ho et al.'s U-Net (the PixelCNN++ backbone), scaled down for 28x28 digits: residual blocks with
+  GroupNorm + SiLU, the sinusoidal time embedding (Transformer position encoding) passed through an MLP
+  and ADDED to every residual block, so the network knows the noise level (a well-known minimal DDPM
+  ignores t; test_ddpm.py checks ours does not). Resolutions 28-14-7 (channels w, 2w, 2w) or, for 64x64
+  cars, 64-32-16-8 (w, 2w, 2w, 2w); --res-blocks per resolution, one self-attention block at the lowest
+  resolution (7x7 / 8x8, where it is cheap; Ho et al. put one at 16x16). Width 64 with two blocks per
+  resolution is 6.1M parameters: digits need far less than CIFAR's 35.7M. No dropout (Ho et al. use 0.1
+  against overfitting on CIFAR-10 at 800k steps; ours are short runs, and every draw stays on `gen`).
+- Length: 40 epochs of 58,000 digits at batch 128 = 18,000 steps, where small MNIST DDPMs give clean
+  digits; EMA decay 0.999 (Ho et al.'s 0.9999 suits their 800k steps; it would average over most of ours).
+"""
+import copy
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import ztest
+
+# --------------------------------------------------------------------------- configuration
+EPOCHS, BATCH_SIZE, LR = 40, 128, 2e-4    # Ho et al. (2020): Adam, lr 2e-4, batch 128
+T, BETA_1, BETA_T = 1000, 1e-4, 0.02      # Ho et al. (2020), section 4: linear schedule
+WIDTH, RES_BLOCKS, EMA_DECAY = 64, 2, 0.999
+
+# --quick: a 2-core CPU in <= 15 minutes from cold (oracles included), see BENCHMARKS.md.
+# --smoke: seconds, for the tests. Presets only fill options the user did not set.
+PRESETS = {
+    "quick": {"subset": 12000, "epochs": 5, "width": 16, "res_blocks": 1, "lr": 1e-3,
+              "ema_decay": 0.995, "sample_steps": 25},
+    "smoke": {"epochs": 1, "width": 8, "res_blocks": 1, "batch_size": 64, "sample_steps": 5, "samples": 64},
+}
+SAMPLING = ("sample_steps", "eta", "sample_batch", "sampler")   # change the samples, not the model
+
+
+def build_parser():
+    parser = ztest.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
+    a = parser.add_argument
+    a("--width", type=int, default=WIDTH, help=f"channels at full resolution, a multiple of 8 (default: {WIDTH})")
+    a("--res-blocks", type=int, default=RES_BLOCKS, help=f"residual blocks per resolution (default: {RES_BLOCKS})")
+    a("--ema-decay", type=float, default=EMA_DECAY, help=f"decay of the weights' EMA used for sampling "
+      f"(default: {EMA_DECAY})")
+    a("--sample-steps", type=int, default=0, help=f"0 = ancestral sampling over all T={T} steps (Algorithm 2); "
+      f"N = DDIM over N evenly spaced steps (default: 0)")
+    a("--eta", type=float, default=0.0, help="DDIM noise: 0 = deterministic, 1 = DDPM-like (default: 0.0)")
+    a("--sample-batch", type=int, default=1000, help="images denoised at once; lower it when memory is "
+      "short (default: 1000)")
+    return parser
+
+
+def check(args):
+    """Model-specific validation; ztest.parse_args prints the message as one line and exits 2."""
+    if args.width < 8 or args.width % 8:
+        return f"--width must be a multiple of 8 (got {args.width})"
+    if args.res_blocks < 1:
+        return f"--res-blocks must be >= 1 (got {args.res_blocks})"
+    if not 0 <= args.ema_decay < 1:
+        return f"--ema-decay must be in [0, 1) (got {args.ema_decay:g})"
+    if not 0 <= args.sample_steps <= T:
+        return f"--sample-steps must be 0 (ancestral) or 1..{T} (got {args.sample_steps})"
+    if not 0 <= args.eta <= 1:
+        return f"--eta must be in [0, 1] (got {args.eta:g})"
+    if args.sample_batch < 1:
+        return f"--sample-batch must be >= 1 (got {args.sample_batch})"
+    # Recorded in config.json / result.json: which sampler produced the samples.
+    args.sampler = (f"ancestral, T={T} steps (Ho et al. 2020, Algorithm 2)" if args.sample_steps == 0 else
+                    f"DDIM, {args.sample_steps} of T={T} steps, eta={args.eta:g} (Song et al. 2021, eq. 12)")
+    return None
+
+
+# --------------------------------------------------------------------------- data
+# D_u and D_r come from data.py through ztest.run_protocol as float tensors in [0, 1] on the device,
+# [N, 3, 28, 28] for MNIST and [N, 3, 64, 64] for cars. The DDPM works on [-1, 1] (Ho et al., section 3.3).
+
+
+# --------------------------------------------------------------------------- diffusion schedule
+def schedule(device):
+    """The fixed forward process q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I) and what Algorithms
+    1 and 2 need from it. Index i = 0..T-1 stands for the paper's t = i + 1."""
+    beta = torch.linspace(BETA_1, BETA_T, T, dtype=torch.float64)
+    alpha = 1 - beta                                              # alpha_t = 1 - beta_t
+    abar = torch.cumprod(alpha, 0)                                # alpha_bar_t = prod_{s<=t} alpha_s
+    abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])   # alpha_bar_{t-1}, alpha_bar_0 = 1
+    s = {"beta": beta, "abar": abar, "abar_prev": abar_prev,
+         # posterior q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I), eq. 7:
+         "post_var": beta * (1 - abar_prev) / (1 - abar),         # beta~_t = (1-abar_{t-1}) / (1-abar_t) beta_t
+         "coef_x0": abar_prev.sqrt() * beta / (1 - abar),         # mu~_t = coef_x0 x_0 + coef_xt x_t
+         "coef_xt": alpha.sqrt() * (1 - abar_prev) / (1 - abar)}
+    return {k: v.float().to(device) for k, v in s.items()}
+
+
+def bcast(v, t):
+    """Per-sample schedule values v[t] shaped [B, 1, 1, 1] to broadcast over images."""
+    return v[t].view(-1, 1, 1, 1)
+
+
+# --------------------------------------------------------------------------- model
+def time_embedding(t, dim):
+    """Sinusoidal embedding of the step (Vaswani et al. 2017, section 3.5), as in Ho et al.'s U-Net."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    arg = t.float()[:, None] * freq[None]
+    return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+
+def norm(c):
+    """Ho et al.'s GroupNorm: 32 groups at their width 128, i.e. 4 channels a group, so at smaller widths
+    fewer groups. Never 1 channel a group: that would subtract each channel's mean and with it the time
+    step, which enters as a per-channel bias (test_ddpm.py checks the output depends on t)."""
+    return nn.GroupNorm(math.gcd(32, c // 4), c)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, + the projected time embedding, GroupNorm-SiLU-conv, + skip (Ho et al.)."""
+
+    def __init__(self, c_in, c_out, t_dim):
+        super().__init__()
+        self.block1 = nn.Sequential(norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.t_proj = nn.Sequential(nn.SiLU(), nn.Linear(t_dim, c_out))
+        self.block2 = nn.Sequential(norm(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, temb):
+        h = self.block1(x) + self.t_proj(temb)[:, :, None, None]   # the time step enters every block
+        return self.skip(x) + self.block2(h)
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over the pixels of a feature map, with a residual connection."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.norm, self.qkv, self.out = norm(c), nn.Conv2d(c, 3 * c, 1), nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, 1, C, H * W).transpose(-1, -2).unbind(1)
+        h = F.scaled_dot_product_attention(q, k, v)              # [B, 1, HW, C]
+        return x + self.out(h.transpose(-1, -2).reshape(B, C, H, W))
+
+
+class UNet(nn.Module):
+    """eps_theta(x_t, t): predicts the noise in x_t. Downsampling by strided convs, upsampling by nearest
+    neighbour + conv, skip connections from every down-path block, attention at the lowest resolution."""
+
+    def __init__(self, shape, width=WIDTH, res_blocks=RES_BLOCKS):
+        super().__init__()
+        c, h, w = shape
+        if h != w or h not in (28, 64):
+            raise ValueError(f"UNet needs 3x28x28 or 3x64x64 images (got {c}x{h}x{w})")
+        mult = (1, 2, 2) if h == 28 else (1, 2, 2, 2)   # 28-14-7 or 64-32-16-8
+        self.shape, self.width, t_dim = tuple(shape), width, 4 * width
+        self.temb = nn.Sequential(nn.Linear(width, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
+        self.stem = nn.Conv2d(c, width, 3, padding=1)
+        self.down, skips, ch = nn.ModuleList(), [width], width
+        for i, m in enumerate(mult):
+            for _ in range(res_blocks):
+                self.down.append(ResBlock(ch, width * m, t_dim))
+                ch = width * m
+                skips.append(ch)
+            if i < len(mult) - 1:
+                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skips.append(ch)
+        self.mid = nn.ModuleList([ResBlock(ch, ch, t_dim), Attention(ch), ResBlock(ch, ch, t_dim)])
+        self.up = nn.ModuleList()
+        for i, m in reversed(list(enumerate(mult))):
+            for _ in range(res_blocks + 1):
+                self.up.append(ResBlock(ch + skips.pop(), width * m, t_dim))
+                ch = width * m
+            if i > 0:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
+        self.head = nn.Sequential(norm(ch), nn.SiLU(), nn.Conv2d(ch, c, 3, padding=1))
+
+    def forward(self, x, t):
+        temb = self.temb(time_embedding(t, self.width))
+        h = self.stem(x)
+        hs = [h]
+        for layer in self.down:
+            h = layer(h, temb) if isinstance(layer, ResBlock) else layer(h)
+            hs.append(h)
+        for layer in self.mid:
+            h = layer(h, temb) if isinstance(layer, ResBlock) else layer(h)
+        for layer in self.up:
+            h = layer(torch.cat([h, hs.pop()], 1), temb) if isinstance(layer, ResBlock) else layer(h)
+        return self.head(h)
+
+
+class EMA(nn.Module):
+    """Exponential moving average of the network's weights, used for sampling (Ho et al., Appendix B).
+    A module, so the protocol checkpoints it with the model; `updates` counts the steps taken."""
+
+    def __init__(self, net, decay):
+        super().__init__()
+        self.net, self.decay = copy.deepcopy(net).requires_grad_(False).eval(), decay
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, net):
+        self.updates += 1
+        # warm-up (as in TensorFlow's ExponentialMovingAverage): early weights are forgotten quickly.
+        # Kept on the device: no GPU sync per step.
+        d = ((1 + self.updates) / (10 + self.updates)).clamp(max=self.decay).float()
+        for e, p in zip(self.net.parameters(), net.parameters()):
+            e.lerp_(p, 1 - d)                                    # e <- d e + (1 - d) p
+
+
+def init(args, shape, device, gen):
+    # Weights from a seed drawn from `gen`, in a forked RNG so the global torch state is left alone.
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device=gen.device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = UNet(shape, args.width, args.res_blocks)
+    net = net.to(device)
+    return {"models": {"unet": net, "ema": EMA(net, args.ema_decay)},
+            "opts": {"unet": torch.optim.Adam(net.parameters(), lr=args.lr)}}
+
+
+# --------------------------------------------------------------------------- loss
+def loss_simple(net, x0, sch, gen):
+    """Algorithm 1 of Ho et al.: t ~ Uniform{1..T}, eps ~ N(0, I),
+    L_simple = || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2   (eq. 14)."""
+    t = torch.randint(0, T, (x0.shape[0],), generator=gen, device=x0.device)
+    eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+    abar = bcast(sch["abar"], t)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps          # q(x_t | x_0) in closed form, eq. 4
+    with ztest.autocast(x0.device):
+        pred = net(x_t, t)
+    return F.mse_loss(pred.float(), eps)
+
+
+# --------------------------------------------------------------------------- training
+def train_epoch(state, x, epoch, args, gen):
+    net, ema, opt = state["models"]["unet"], state["models"]["ema"], state["opts"]["unet"]
+    net.train()
+    sch = schedule(x.device)
+    perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
+    total, bar = torch.zeros((), device=x.device), ztest.progress(perm.split(args.batch_size), desc=f"epoch {epoch + 1}")
+    for i, idx in enumerate(bar):
+        loss = loss_simple(net, x[idx] * 2 - 1, sch, gen)     # data in [-1, 1]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)         # Ho et al.'s gradient clipping
+        opt.step()
+        ema.update(net)
+        total += loss.detach() * len(idx)
+        if i % 20 == 0:                                          # .item() syncs a GPU: not every step
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return {"loss": total.item() / x.shape[0]}                  # NaN / inf stop the run in ztest
+
+
+# --------------------------------------------------------------------------- sampling
+def timesteps(args):
+    """The steps visited, from T down to 1 (0-based): all T (ancestral) or N evenly spaced (DDIM)."""
+    if args.sample_steps == 0:
+        return list(range(T - 1, -1, -1))
+    return torch.linspace(T - 1, 0, args.sample_steps).round().long().unique_consecutive().tolist()
+
+
+@torch.inference_mode()
+def denoise(net, x, args, gen):
+    """x_T ~ N(0, I) -> x_0. Each step predicts eps, hence x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    (eq. 4 solved for x_0), clipped to the data range [-1, 1] as in Ho et al.'s code."""
+    sch, steps = schedule(x.device), timesteps(args)
+    for j, i in enumerate(steps):
+        t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+        with ztest.autocast(x.device):
+            eps = net(x, t).float()
+        abar = sch["abar"][i]
+        x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+        if args.sample_steps == 0:
+            # Algorithm 2: x_{t-1} = mu~_t(x_t, x_0) + sigma_t z with sigma_t^2 = beta~_t (eq. 7). Without the
+            # clip this mean equals 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps), line 4.
+            x = sch["coef_x0"][i] * x0 + sch["coef_xt"][i] * x
+            if i > 0:                                            # z = 0 at t = 1
+                x = x + sch["post_var"][i].sqrt() * torch.randn(x.shape, generator=gen, device=x.device)
+        else:
+            # DDIM (Song et al. 2021, eq. 12) from step i to the next visited step (abar = 1 after the last)
+            prev = sch["abar"][steps[j + 1]] if j + 1 < len(steps) else torch.ones((), device=x.device)
+            eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()    # the eps consistent with the clipped x_0
+            sigma = args.eta * ((1 - prev) / (1 - abar) * (1 - abar / prev)).sqrt()
+            x = prev.sqrt() * x0 + (1 - prev - sigma ** 2).clamp(min=0).sqrt() * eps
+            if args.eta > 0 and j + 1 < len(steps):
+                x = x + sigma * torch.randn(x.shape, generator=gen, device=x.device)
+    return x
+
+
+@torch.inference_mode()
+def sample(state, n, args, gen):
+    """n images from the EMA network, --sample-batch at a time -> uint8 [n, 3, H, W]."""
+    net = state["models"]["ema"].net.eval()
+    print(f"sampling {n} images: {args.sampler}")
+    out = []
+    for m in range(0, n, args.sample_batch):
+        x = torch.randn((min(args.sample_batch, n - m), *net.shape), generator=gen, device=gen.device)
+        x0 = denoise(net, x, args, gen)
+        out.append(((x0 + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None):
+    args = ztest.parse_args(build_parser(), argv, presets=PRESETS, check=check)
+    return ztest.run_protocol(args, name="DM", run_name="ddpm", init=init, train_epoch=train_epoch,
+                              sample=sample, eval_keys=SAMPLING)
+
+
+if __name__ == "__main__":
+    main()

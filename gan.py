@@ -1,0 +1,315 @@
+"""Plain GAN, with optional spectral decoupling, on the rare-generative-factor protocol.
+
+What it does (paper sections 4, 6.2, 6.3): trains the same GAN on the balanced dataset D_u and on the
+skewed dataset D_r (the rare factor only in digit k), samples M images from each, classifies them with
+the oracles and prints the z-table of eq. 1 (Tables 1-2). With `--sd-lambda L > 0` it is the paper's
+GAN-SD: spectral decoupling (Pezeshki et al. 2021) on the discriminator for the first `--sd-epochs`.
+After every epoch it also records the discriminator's loss w.r.t. the "real" label on the held-out
+balanced validation set, for the rare class, split into images with and without the factor (Figure 3).
+
+Run it:
+    python gan.py --factor colour --rare 1                    # plain GAN, 200 epochs (a GPU job)
+    python gan.py --factor colour --rare 1 --sd-lambda 0.8    # GAN-SD as in the paper
+    python gan.py --factor colour --rare 1 --quick            # the CPU preset (below, BENCHMARKS.md)
+    python gan.py --dataset cars --sd-lambda 0.8              # CompCars subset at 64x64
+Outputs: runs/gan[-sd]/<factor>-balanced-seed<s>/ (D_u model), runs/gan[-sd]/<factor>-rare<k>-seed<s>/
+(D_r model, result.json, samples.png, disc_loss.csv and disc_loss.png = Figure 3); see ztest.run_protocol.
+
+Architecture. The paper's appendix with the architectures is missing; its hyper-parameters (Adam 2e-4,
+betas (0.5, 0.999), batch 64, 200 epochs, 100-d latent) are exactly the defaults of the widely used
+PyTorch-GAN "vanilla GAN" (an MLP GAN after Goodfellow et al. 2014), so we use that MLP pair on RGB:
+    G: z(100) -> 128 -> 256 -> 512 -> 1024 -> 3*H*W, tanh     BatchNorm + LeakyReLU(0.2) after every
+                                                               hidden layer (no BatchNorm on the first)
+    D: 3*H*W -> 512 -> 256 -> 1 logit                         LeakyReLU(0.2), no normalisation
+`--hidden` sets the widest layer (1024 above; G uses hidden/8 .. hidden, D hidden/2 and hidden/4).
+Cars: 64x64 inputs have 5.2x the pixels of 28x28, so `--hidden 0` (auto) doubles every width (G up to
+2048, D 1024 -> 512) and keeps the same MLPs; only the first layer of D and the last of G grow with the
+image. Two deliberate differences from PyTorch-GAN: D outputs logits and the loss is BCE-with-logits
+(SD needs the logit, and it is the numerically stable form), and BatchNorm keeps its default eps
+(PyTorch-GAN passes 0.8 in the eps slot).
+
+Losses (Goodfellow et al. 2014, Algorithm 1 with k = 1, non-saturating generator loss):
+    L_D = BCE(D(x), 1) + BCE(D(G(z)), 0) [+ lambda/2 * mean_i D(x_i)^2   while epoch < sd_epochs]
+    L_G = BCE(D(G(z)), 1)
+Spectral decoupling normalisation: the paper writes lambda/2 * ||y_hat||^2 (section 6.3); we add
+lambda/2 times the MEAN over the batch of the squared logit of the REAL images (as public SD code does),
+not the sum, so lambda does not depend on the batch size (the sum is 64x larger at batch 64). SD runs in
+the first --sd-epochs epochs (default 40% of --epochs: the paper's 80 of 200), then training goes on
+without it.
+
+--quick (CPU, 2 cores): the first 20,000 MNIST digits (18,000 after the validation hold-out), 14
+epochs (about 3,900 steps of batch 64 per model), every width halved (--hidden 512); lr, betas, batch
+and latent as in the paper. Measured figures, and what it shows, are in BENCHMARKS.md.
+"""
+import csv
+import io
+import math
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import ztest
+
+# --------------------------------------------------------------------------- configuration
+EPOCHS, BATCH_SIZE, LR = 200, 64, 2e-4   # the paper's GAN settings (Adam betas below)
+BETAS = (0.5, 0.999)                     # Radford et al. 2016; PyTorch-GAN's defaults, as the paper's
+LATENT = 100                             # a 100-d standard Gaussian latent (Goodfellow et al. 2014)
+SD_LAMBDA, SD_SHARE = 0.8, 0.4           # section 6.3: lambda 0.8 for the first 80 of 200 epochs
+
+# Presets fill only the options the user did not set (ztest.parse_args).
+# --quick: the documented CPU preset, <= 10 minutes from cold on 2 cores (BENCHMARKS.md), still showing
+#   colour memorisation. --smoke: seconds, for the tests (works on the offline fixture).
+PRESETS = {
+    "quick": {"epochs": 14, "subset": 20000, "hidden": 512},
+    "smoke": {"epochs": 1, "hidden": 64, "samples": 64},
+}
+
+
+def build_parser():
+    parser = ztest.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
+    parser.add_argument("--sd-lambda", type=float, default=0.0,
+                        help=f"spectral decoupling strength lambda; 0 = plain GAN, {SD_LAMBDA:g} = the "
+                             f"paper's GAN-SD (default: 0)")
+    parser.add_argument("--sd-epochs", type=int, default=None,
+                        help="apply SD during the first N epochs only (default: 40%% of --epochs, at "
+                             "least 1: the paper's 80 of 200)")
+    parser.add_argument("--hidden", type=int, default=0,
+                        help="widest hidden layer of G and D; 0 = auto: 1024 at 28x28, 2048 at 64x64 "
+                             "(default: 0)")
+    return parser
+
+
+def check(args):
+    """Model-specific validation; ztest.parse_args prints the message as one line and exits 2.
+    Also resolves the default --sd-epochs, which follows --epochs (and so the presets)."""
+    if args.sd_epochs is None:
+        args.sd_epochs = max(1, round(SD_SHARE * args.epochs))
+    if not args.sd_lambda >= 0 or math.isinf(args.sd_lambda):   # also rejects nan
+        return f"--sd-lambda must be a finite number >= 0 (got {args.sd_lambda:g}); 0 = plain GAN"
+    if not 0 <= args.sd_epochs <= args.epochs:
+        return f"--sd-epochs must lie in 0..--epochs ({args.epochs}) (got {args.sd_epochs})"
+    if args.hidden != 0 and args.hidden < 8:
+        return f"--hidden must be 0 (auto) or >= 8 (got {args.hidden})"
+    return None
+
+
+def names(sd_lambda):
+    """Display name and run name: GAN / gan, GAN-SD / gan-sd at the paper's 0.8, gan-sd<L> otherwise
+    (so a lambda sweep never overwrites the paper's runs)."""
+    if sd_lambda == 0:
+        return "GAN", "gan"
+    return "GAN-SD", "gan-sd" if sd_lambda == SD_LAMBDA else f"gan-sd{sd_lambda:g}"
+
+
+# --------------------------------------------------------------------------- data
+# D_u and D_r come from data.py through ztest.run_protocol as float tensors in [0, 1] resident on the
+# device, [N, 3, 28, 28] for MNIST and [N, 3, 64, 64] for cars. The GAN works in [-1, 1] (G's tanh).
+def to_gan(x):
+    return x * 2 - 1
+
+
+# --------------------------------------------------------------------------- model
+def _block(n_in, n_out, norm=True):
+    return [nn.Linear(n_in, n_out), *([nn.BatchNorm1d(n_out)] if norm else []), nn.LeakyReLU(0.2)]
+
+
+class Generator(nn.Module):
+    """MLP generator: z [B, 100] -> image [B, C, H, W] in [-1, 1]."""
+
+    def __init__(self, shape, hidden=1024):
+        super().__init__()
+        self.shape, h = tuple(shape), hidden
+        self.net = nn.Sequential(*_block(LATENT, h // 8, norm=False), *_block(h // 8, h // 4),
+                                 *_block(h // 4, h // 2), *_block(h // 2, h),
+                                 nn.Linear(h, math.prod(self.shape)), nn.Tanh())
+
+    def forward(self, z):
+        return self.net(z).view(-1, *self.shape)
+
+
+class Discriminator(nn.Module):
+    """MLP discriminator: image [B, C, H, W] in [-1, 1] -> one logit per image, [B]."""
+
+    def __init__(self, shape, hidden=1024):
+        super().__init__()
+        h = hidden
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), h // 2), nn.LeakyReLU(0.2),
+                                 nn.Linear(h // 2, h // 4), nn.LeakyReLU(0.2), nn.Linear(h // 4, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+def init(args, shape, device, gen):
+    """Protocol hook: G, D and one Adam optimiser each (lr 2e-4, betas (0.5, 0.999))."""
+    hidden = args.hidden or (1024 if shape[-1] <= 32 else 2048)   # cars: every width doubled
+    # Weights from a seed drawn from `gen`, in a forked RNG so the global torch state is left alone.
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device=gen.device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G, D = Generator(shape, hidden), Discriminator(shape, hidden)
+    G, D = G.to(device), D.to(device)
+    opts = {k: torch.optim.Adam(m.parameters(), lr=args.lr, betas=BETAS) for k, m in (("G", G), ("D", D))}
+    # extra["dloss"]: the Figure 3 rows, checkpointed with the models so a resumed run keeps them
+    return {"models": {"G": G, "D": D}, "opts": opts, "extra": {"dloss": []}}
+
+
+# --------------------------------------------------------------------------- loss
+def d_loss(D, real, fake, sd_lambda=0.0):
+    """L_D = BCE(D(x), 1) + BCE(D(G(z)), 0) [+ lambda/2 * mean(D(x)^2)]: Goodfellow et al.'s value
+    function, negated; the spectral decoupling term (section 6.3) on the real batch's logits only."""
+    logit_real, logit_fake = D(real).float(), D(fake).float()
+    loss = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+            + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    if sd_lambda > 0:   # paper: lambda/2 * ||y_hat||^2; averaged over the batch, not summed
+        loss = loss + sd_lambda / 2 * logit_real.pow(2).mean()
+    return loss
+
+
+def g_loss(D, fake):
+    """Non-saturating generator loss, -log D(G(z)) (Goodfellow et al. 2014, section 3)."""
+    logit = D(fake).float()
+    return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+
+
+# --------------------------------------------------------------------------- training
+def sd_active(epoch, args):
+    """SD during the first --sd-epochs epochs (`epoch` counts from 0), then plain GAN training."""
+    return args.sd_lambda > 0 and epoch < args.sd_epochs
+
+
+def train_epoch(state, x, epoch, args, gen):
+    """One pass over the resident x in shuffled batches: one D step, then one G step (Algorithm 1 of
+    Goodfellow et al. with k = 1). Returns the epoch's mean losses."""
+    G, D = state["models"]["G"], state["models"]["D"]
+    opt_g, opt_d = state["opts"]["G"], state["opts"]["D"]
+    G.train(), D.train()
+    lam = args.sd_lambda if sd_active(epoch, args) else 0.0
+    perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
+    batches = perm.split(args.batch_size)
+    if len(batches) > 1 and len(batches[-1]) < args.batch_size:
+        batches = batches[:-1]   # a ragged last batch would skew BatchNorm's statistics
+    sums = torch.zeros(2, device=x.device)
+    bar = ztest.progress(batches, desc=f"epoch {epoch + 1}/{args.epochs}" + (" (SD)" if lam else ""))
+    for i, idx in enumerate(bar):
+        real = to_gan(x[idx])
+        z = torch.randn(len(idx), LATENT, generator=gen, device=x.device)
+        with ztest.autocast(x.device):
+            fake = G(z)
+            loss_d = d_loss(D, real, fake.detach(), lam)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        with ztest.autocast(x.device):
+            loss_g = g_loss(D, fake)   # against the D just updated
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        sums += torch.stack([loss_d.detach(), loss_g.detach()])
+        if i % 25 == 0:   # .item() waits for the GPU: only now and then
+            bar.set_postfix(D=f"{loss_d.item():.3f}", G=f"{loss_g.item():.3f}", refresh=False)
+    loss_d, loss_g = (sums / len(batches)).tolist()
+    return {"loss_d": loss_d, "loss_g": loss_g, "sd_lambda": lam}
+
+
+# --------------------------------------------------------------------------- sampling
+def sample(state, n, args, gen):
+    """n images from G, uint8 [n, C, H, W]; run_protocol calls it in eval mode (BatchNorm then uses its
+    running statistics) under torch.inference_mode."""
+    G = state["models"]["G"]
+    device = next(G.parameters()).device
+    out = []
+    for i in range(0, n, 1000):
+        z = torch.randn(min(1000, n - i), LATENT, generator=gen, device=device)
+        out.append(((G(z).float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------- evaluation (Figure 3)
+@torch.no_grad()
+def real_loss_by_group(D, x_val, y_val, f_val):
+    """{(class, factor): mean BCE of D's logits against the "real" label} on the validation set
+    (section 6.2). A logit of 0 gives log 2, D's decision boundary."""
+    was_training = D.training
+    D.eval()
+    logit = torch.cat([D(to_gan(x_val[i:i + 1000])).float() for i in range(0, len(x_val), 1000)])
+    D.train(was_training)
+    loss = F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit), reduction="none")
+    out = {}
+    for c in torch.unique(y_val).tolist():
+        for v in (0, 1):
+            m = (y_val == c) & (f_val == v)
+            if m.any():
+                out[(c, v)] = loss[m].mean().item()
+    return out
+
+
+def after_epoch(state, epoch, args, ctx):
+    """After every epoch: D's real-label loss per class and factor value into disc_loss.csv (all
+    classes, since the D_u model is shared by every rare class); the rare class's pair goes into the
+    history, and with D_r the Figure 3 plot (D_u's CSV is read from its own folder)."""
+    groups = real_loss_by_group(state["models"]["D"], *ctx["val"])
+    rows = [r for r in state["extra"]["dloss"] if r["epoch"] <= epoch]   # a redone epoch replaces its rows
+    rows += [{"epoch": epoch + 1, "class": c, "factor": v, "loss": loss, "sd": int(sd_active(epoch, args))}
+             for (c, v), loss in sorted(groups.items())]
+    state["extra"]["dloss"] = rows
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["epoch", "class", "factor", "loss", "sd"])
+    w.writeheader()
+    w.writerows(rows)
+    ztest.save_text(buf.getvalue(), os.path.join(ctx["dir"], "disc_loss.csv"))
+    if ctx["which"] == "r" and ((epoch + 1) % 10 == 0 or epoch + 1 == args.epochs):
+        plot_disc_loss(ctx["dirs"]["u"], ctx["dir"], ctx["rare"], args)
+    k = ctx["rare"]
+    return {"dloss_with": groups.get((k, 1), math.nan), "dloss_without": groups.get((k, 0), math.nan)}
+
+
+def _read_dloss(folder, k):
+    path = os.path.join(folder, "disc_loss.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as fh:
+        return [(int(r["epoch"]), int(r["factor"]), float(r["loss"])) for r in csv.DictReader(fh)
+                if int(r["class"]) == k]
+
+
+def plot_disc_loss(u_dir, r_dir, k, args):
+    """Figure 3: D's real-label loss on the rare class k, solid with the factor, dashed without, for
+    D_u and D_r; the log 2 boundary; the SD phase shaded. Saved as disc_loss.png in r_dir."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for folder, which, colour in ((u_dir, "D_u", "tab:blue"), (r_dir, "D_r", "tab:red")):
+        rows = _read_dloss(folder, k)
+        for v, style, what in ((1, "-", "with"), (0, "--", "without")):
+            pts = sorted((e, loss) for e, f, loss in rows if f == v)
+            if pts:
+                ax.plot(*zip(*pts), style, color=colour, label=f"{which}, {what} the factor")
+    ax.axhline(math.log(2), color="green", ls=":", label="log 2 (logit 0)")
+    if args.sd_lambda > 0 and args.sd_epochs > 0:
+        ax.axvspan(0.5, args.sd_epochs + 0.5, color="grey", alpha=0.15,
+                   label=f"SD phase (lambda {args.sd_lambda:g})")
+    what = "cars" if args.dataset == "cars" else args.factor
+    ax.set(xlabel="epoch", ylabel='D loss w.r.t. the "real" label (validation)',
+           title=f"{names(args.sd_lambda)[0]}, {what}, rare class {k}, seed {args.seed}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(r_dir, "disc_loss.png")
+    fig.savefig(path + ".tmp", format="png", dpi=120)
+    plt.close(fig)
+    os.replace(path + ".tmp", path)
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None):
+    args = ztest.parse_args(build_parser(), argv, presets=PRESETS, check=check)
+    name, run_name = names(args.sd_lambda)
+    return ztest.run_protocol(args, name=name, run_name=run_name, init=init, train_epoch=train_epoch,
+                              sample=sample, after_epoch=after_epoch)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# run_all.sh: the whole study of "Do Generative Models Learn Rare Generative Factors?" in one command.
+#
+# What it does. Runs the paper's grid, 4 models (VAE, GAN, GAN-SD, DM) x 5 factors (colour, thin, thick,
+# swell, fracture; sections 4-5) x rare digit 1 and 2 x seeds, plus CompCars (Table 3) when its data is
+# present, then calls ztest.py to write Tables 1, 2, 4 (and 3) under results/ as Markdown, CSV and LaTeX.
+# Options add the seed study (Appendix F), the lambda sweep of spectral decoupling (section 6.3,
+# Appendix D) and the relaxed skew (Appendix E).
+#
+# Every cell is ONE call of a model script (python vae.py|gan.py|ddpm.py ...), so the scripts stay the
+# single source of truth; this file only enumerates cells, runs them, and renders the tables.
+#
+# Two phases share the D_u models. A D_u model (runs/<run>/<factor>-balanced-seed<s>/) serves both rare
+# digits, so phase 1 trains every D_u model once (`--stage u`), and phase 2 trains the D_r models and
+# evaluates them (`--stage r`). No two running cells ever train the same model, so no lock is needed.
+#
+# Resumable and idempotent. A cell whose output already exists is skipped (--force redoes it); an
+# interrupted cell is rerun and the script resumes from its own checkpoint. A failing cell is reported
+# and the others go on; the summary lists the failed cells and the exit status is 1 if any failed.
+#
+# Usage:
+#   bash run_all.sh                          # the paper's grid (sized for a GPU)
+#   bash run_all.sh --quick --factors colour # the CPU preset: Table 1 colour column on a laptop
+#   bash run_all.sh --seeds 0,1,2            # Appendix F: mean/spread of z over seeds, #seeds with L
+#   bash run_all.sh --lambdas 0.1,0.4,0.8,1.6 --models gan,gan-sd --factors colour   # SD sweep
+#   bash run_all.sh --skew 0.9,0.1           # relaxed skew: also runs D_r with p_in 0.9, p_out 0.1
+#   bash run_all.sh --jobs 4                 # 4 cells at once (one GPU each, round robin, if several)
+#   bash run_all.sh --list --stage u > u.txt # one command per line, for GNU parallel or a Slurm array;
+#   bash run_all.sh --list --stage r > r.txt #   run u.txt's cells first (README: "Clusters")
+#   bash run_all.sh --help                   # every option
+#
+# Exit status: 0 all cells done, 1 some cell failed, 2 bad option, 130/143 interrupted.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bash run_all.sh [options] [-- extra options for every model script]
+
+Grid
+  --models LIST    models to run, from vae,gan,gan-sd,ddpm (default: all four)
+  --factors LIST   from colour,thin,thick,swell,fracture,cars (default: all; cars runs only when the
+                   CompCars data is present, else it is skipped with a note)
+  --rares LIST     rare digits for MNIST, 0-9 (default: 1,2)
+  --seeds LIST     training seeds (default: 0); several seeds add the aggregated tables (Appendix F)
+  --lambdas LIST   SD strengths for gan-sd; 0.8 is the paper's GAN-SD, others run as gan-sd<L>
+                   (default: 0.8; the Appendix D sweep is 0.1,0.4,0.8,1.6)
+  --skew P,Q       also run the relaxed skew: D_r with p_in=P, p_out=Q (default: off; strict 1,0 only)
+  --stage S        all, u (only the D_u models) or r (only the D_r models; needs the D_u ones) (default: all)
+Presets (passed to every script)
+  --quick          the documented CPU preset
+  --smoke          seconds-long runs, for tests
+Running
+  --jobs N         cells at once (default: 1); with several GPUs, job slot i gets GPU i mod #GPUs
+  --list           print one command per line and run nothing
+  --force          redo cells whose output exists (passed to the scripts as --force)
+  --out DIR        where the model scripts write their runs (default: runs)
+  --results DIR    tables and logs (default: results)
+  --python PATH    interpreter (default: .venv/bin/python if present, else python3)
+  --data-root DIR, --cache-dir DIR, --device D   passed to every script when given
+  -h, --help       this help
+Options after -- go to every script as they are (e.g. -- --samples 500); use them with a fresh --out.
+Exit status: 0 all cells done, 1 a cell (or the tables) failed, 2 bad option, 130/143 interrupted.
+EOF
+}
+
+die() { echo "run_all.sh: $*" >&2; exit 2; }    # bad usage: one line, exit 2
+
+# --------------------------------------------------------------------------- configuration
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ALL_MODELS=(vae gan gan-sd ddpm)                  # table column order: VAE / GAN / GAN-SD / DM
+ALL_FACTORS=(colour thin thick swell fracture cars)
+SD_PAPER=0.8                                      # section 6.3: lambda = 0.8 is "GAN-SD"
+
+models="vae,gan,gan-sd,ddpm"; factors="colour,thin,thick,swell,fracture,cars"; rares="1,2"; seeds="0"
+lambdas="$SD_PAPER"; skew=""; stage="all"; preset=""; jobs=1; list=0; force=0
+out="runs"; results="results"; python=""; extra=()
+
+need() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "option $1 needs a value (see --help)"; }
+while [[ $# -gt 0 ]]; do
+    opt="$1"
+    if [[ "$opt" == --*=* ]]; then set -- "${opt%%=*}" "${opt#*=}" "${@:2}"; opt="$1"; fi
+    case "$opt" in
+        --models)   need "$@"; models="$2"; shift 2 ;;
+        --factors)  need "$@"; factors="$2"; shift 2 ;;
+        --rares)    need "$@"; rares="$2"; shift 2 ;;
+        --seeds)    need "$@"; seeds="$2"; shift 2 ;;
+        --lambdas)  need "$@"; lambdas="$2"; shift 2 ;;
+        --skew)     need "$@"; skew="$2"; shift 2 ;;
+        --stage)    need "$@"; stage="$2"; shift 2 ;;
+        --jobs)     need "$@"; jobs="$2"; shift 2 ;;
+        --out)      need "$@"; out="$2"; shift 2 ;;
+        --results)  need "$@"; results="$2"; shift 2 ;;
+        --python)   need "$@"; python="$2"; shift 2 ;;
+        --data-root|--cache-dir|--device) need "$@"; extra+=("$1" "$2"); shift 2 ;;
+        --quick|--smoke) [[ -z "$preset" || "$preset" == "$opt" ]] || die "--quick and --smoke exclude each other"
+                    preset="$opt"; shift ;;
+        --list)     list=1; shift ;;
+        --force)    force=1; shift ;;
+        -h|--help)  usage; exit 0 ;;
+        --)         shift; extra+=("$@"); break ;;
+        *)          die "unknown option '$opt' (see --help)" ;;
+    esac
+done
+
+# Validation: each bad value gets one line naming it and what is accepted.
+split() { local IFS=,; read -r -a "$1" <<<"$2"; }     # split "a,b,c" into the array named $1
+in_list() { local x="$1"; shift; local y; for y in "$@"; do [[ "$x" == "$y" ]] && return 0; done; return 1; }
+nodup() {   # $1 = option, rest = its values (compared as given, or as numbers by the caller)
+    local opt="$1" x; shift; local -A seen=()
+    for x in "$@"; do [[ -z "${seen[$x]:-}" ]] || die "'$x' appears twice in $opt"; seen[$x]=1; done
+}
+split M "$models";  [[ ${#M[@]} -gt 0 ]] || die "--models is empty; accepted: ${ALL_MODELS[*]}"
+for m in "${M[@]}"; do in_list "$m" "${ALL_MODELS[@]}" || die "unknown model '$m' in --models; accepted: ${ALL_MODELS[*]}"; done
+split F "$factors"; [[ ${#F[@]} -gt 0 ]] || die "--factors is empty; accepted: ${ALL_FACTORS[*]}"
+for f in "${F[@]}"; do in_list "$f" "${ALL_FACTORS[@]}" || die "unknown factor '$f' in --factors; accepted: ${ALL_FACTORS[*]}"; done
+split K "$rares"
+for k in "${K[@]}"; do [[ "$k" =~ ^[0-9]$ ]] || die "bad rare digit '$k' in --rares; accepted: 0-9"; done
+split S "$seeds";   [[ ${#S[@]} -gt 0 ]] || die "--seeds is empty; give e.g. 0,1,2"
+for s in "${S[@]}"; do [[ "$s" =~ ^[0-9]+$ ]] || die "bad seed '$s' in --seeds; accepted: integers >= 0"; done
+num='^([0-9]+\.?[0-9]*|\.[0-9]+)$'
+split L "$lambdas"
+for l in "${L[@]}"; do [[ "$l" =~ $num ]] && awk -v x="$l" 'BEGIN{exit !(x > 0)}' \
+    || die "bad lambda '$l' in --lambdas; accepted: numbers > 0 (0 is the plain GAN)"; done
+if [[ -n "$skew" ]]; then
+    split Q "$skew"
+    [[ ${#Q[@]} -eq 2 && "${Q[0]}" =~ $num && "${Q[1]}" =~ $num ]] \
+        && awk -v p="${Q[0]}" -v q="${Q[1]}" 'BEGIN{exit !(p <= 1 && q <= 1)}' \
+        || die "bad --skew '$skew'; accepted: P,Q with 0 <= P, Q <= 1, e.g. 0.9,0.1"
+fi
+g() { LC_ALL=C printf '%g' "$1"; }   # numbers as the scripts print them in run names (Python's :g)
+nodup --models "${M[@]}"; nodup --factors "${F[@]}"; nodup --rares "${K[@]}"; nodup --seeds "${S[@]}"
+nodup --lambdas $(for l in "${L[@]}"; do g "$l"; echo; done)
+in_list "$stage" all u r || die "bad --stage '$stage'; accepted: all, u, r"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "bad --jobs '$jobs'; accepted: an integer >= 1"
+if [[ -z "$python" ]]; then
+    if [[ -x "$HERE/.venv/bin/python" ]]; then python=".venv/bin/python"; else python="python3"; fi
+fi
+
+# The scripts are called from the repository root; relative --out/--results mean "from where you
+# called", so they are made absolute unless you called from the repository root.
+cd_abs() { if [[ "$1" == /* || "$PWD" == "$HERE" ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
+out="$(cd_abs "$out")"; results="$(cd_abs "$results")"
+[[ "$python" == */* && "$python" != /* && "$PWD" != "$HERE" ]] && python="$PWD/$python"
+( cd "$HERE" && command -v "$python" >/dev/null ) || die "--python '$python' is not an executable"
+for i in "${!extra[@]}"; do     # same for --data-root/--cache-dir values
+    if [[ $i -gt 0 && ( "${extra[i-1]}" == --data-root || "${extra[i-1]}" == --cache-dir ) ]]; then
+        extra[i]="$(cd_abs "${extra[i]}")"; fi
+done
+cd "$HERE"
+
+# --------------------------------------------------------------------------- the grid
+# A model token -> the script, its model options, and its run name (the folder under --out). This
+# table is the only place that knows the scripts; add your own model as one more case.
+model_cells() {   # model token -> lines "script|options|run name"
+    case "$1" in
+        vae)    echo "vae.py||vae" ;;
+        gan)    echo "gan.py|--sd-lambda 0|gan" ;;
+        gan-sd) for l in "${L[@]}"; do
+                    if [[ "$(g "$l")" == "$(g $SD_PAPER)" ]]; then echo "gan.py|--sd-lambda $(g "$l")|gan-sd"
+                    else echo "gan.py|--sd-lambda $(g "$l")|gan-sd$(g "$l")"; fi
+                done ;;
+        ddpm)   echo "ddpm.py||ddpm" ;;
+    esac
+}
+
+# CompCars runs only when data.py finds its data; otherwise a note, not an error.
+cars=0; cars_note=""
+if in_list cars "${F[@]}"; then
+    root_opt=(); for i in "${!extra[@]}"; do [[ "${extra[i]}" == --data-root ]] && root_opt=("${extra[i+1]}"); done
+    if cars_note="$("$python" - "${root_opt[@]}" <<'EOF' 2>&1
+import sys
+import data
+root = data.data_root(sys.argv[1] if len(sys.argv) > 1 else None)
+try:   # data._cars_dir checks the folder and its files without decoding every image
+    data._cars_dir(root) if hasattr(data, "_cars_dir") else data.load_compcars(root)
+except (FileNotFoundError, ValueError) as e:
+    print(str(e).splitlines()[0] if str(e) else type(e).__name__); sys.exit(1)
+EOF
+)"; then cars=1; else cars_note="CompCars skipped (Table 3 not produced): ${cars_note:-its data was not found}"; fi
+fi
+
+common=(--out "$out"); [[ -n "$preset" ]] && common+=("$preset"); [[ $force -eq 1 ]] && common+=(--force)
+common+=("${extra[@]}")
+
+# A cell is the record "name|file whose existence means done|D_u cell it needs|command", in two lists:
+# phase 1 (U, the D_u models) and phase 2 (R, the D_r models and their evaluation).
+U=(); R=()
+add_cell() {   # $1 = U or R, $2 = name, $3 = done file, $4 = D_u cell it needs (or ""), rest = command
+    local list="$1" rec="$2|$3|$4|"; shift 4
+    rec+="$(printf '%q ' "$@")"; rec="${rec% }"
+    if [[ "$list" == U ]]; then U+=("$rec"); else R+=("$rec"); fi
+}
+skews=("1|0")
+[[ -n "$skew" ]] && ! [[ "$(g "${Q[0]}")" == 1 && "$(g "${Q[1]}")" == 0 ]] && skews+=("$(g "${Q[0]}")|$(g "${Q[1]}")")
+for m in "${M[@]}"; do
+  while IFS='|' read -r script mopts run; do
+    read -r -a mo <<<"$mopts"
+    for s in "${S[@]}"; do
+      for f in "${F[@]}"; do
+        if [[ "$f" == cars ]]; then
+          [[ $cars -eq 1 ]] || continue
+          d=cars; base=(--dataset cars --rare 0); rlist=(0); sks=("1|0")   # no relaxed skew for cars
+        else
+          d="$f"; base=(--factor "$f"); rlist=("${K[@]}"); sks=("${skews[@]}")
+        fi
+        du="$run/$d-balanced-seed$s"
+        add_cell U "$du" "$out/$du/samples.npz" "" \
+            "$python" "$script" "${mo[@]}" "${base[@]}" --seed "$s" --stage u "${common[@]}"
+        for k in "${rlist[@]}"; do
+          for sk in "${sks[@]}"; do
+            pin="${sk%|*}"; pout="${sk#*|}"
+            if [[ "$sk" == "1|0" ]]; then cell="$d-rare$k-seed$s"; so=()
+            else cell="$d-rare$k-pin$pin-pout$pout-seed$s"; so=(--p-in "$pin" --p-out "$pout"); fi
+            [[ "$f" == cars ]] && k_opt=() || k_opt=(--rare "$k")
+            add_cell R "$run/$cell" "$out/$run/$cell/result.json" "$du" \
+                "$python" "$script" "${mo[@]}" "${base[@]}" "${k_opt[@]}" "${so[@]}" --seed "$s" --stage r "${common[@]}"
+          done
+        done
+      done
+    done
+  done < <(model_cells "$m")
+done
+[[ "$stage" == r ]] && U=()
+[[ "$stage" == u ]] && R=()
+
+if [[ $list -eq 1 ]]; then       # one command per line, nothing run, nothing written
+    for c in "${U[@]}" "${R[@]}"; do echo "${c#*|*|*|}"; done
+    [[ -n "$cars_note" ]] && echo "# $cars_note" >&2
+    exit 0
+fi
+
+
+# --------------------------------------------------------------------------- running the cells
+# A pool of $jobs slots. Each cell runs in the background (so Ctrl-C can stop it cleanly) with its
+# output appended to its own log, results/logs/<run>/<cell>.log. With several GPUs, slot i sees GPU
+# i mod #GPUs only (CUDA_VISIBLE_DEVICES), so --jobs <#GPUs> puts one cell on each GPU.
+gpus=()
+if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then split gpus "$CUDA_VISIBLE_DEVICES"
+elif command -v nvidia-smi >/dev/null 2>&1; then
+    n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    for ((i = 0; i < n; i++)); do gpus+=("$i"); done
+fi
+[[ ${#gpus[@]} -gt 1 ]] || gpus=()               # one GPU or none: leave the device choice alone
+if [[ ${#gpus[@]} -eq 0 && $jobs -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
+    n=$(( $(nproc 2>/dev/null || echo "$jobs") / jobs ))  # CPU cells share the cores, not oversubscribe
+    export OMP_NUM_THREADS=$(( n > 0 ? n : 1 ))
+fi
+
+mkdir -p "$results/logs"
+if command -v flock >/dev/null 2>&1; then        # two runners on one results folder would race
+    exec 9>"$results/.run_all.lock"
+    flock -n 9 || die "another run_all.sh is running on $results (lock file $results/.run_all.lock)"
+fi
+
+t0=$SECONDS; total=$(( ${#U[@]} + ${#R[@]} )); done_n=0; skipped=0; failed=()
+declare -A bad_u=()                              # D_u cells that failed: their D_r cells cannot run
+slot_pid=(); slot_rec=(); slot_t=()
+hms() { printf '%dh%02dm%02ds' $(($1 / 3600)) $(($1 % 3600 / 60)) $(($1 % 60)); }
+status() {   # one line per cell event: [done/total] what cell (elapsed since the start)
+    printf '[%*d/%d] %-6s %s  (elapsed %s)\n' ${#total} "$done_n" "$total" "$1" "$2" "$(hms $((SECONDS - t0)))"
+}
+field() { local IFS='|'; local -a a; read -r -a a <<<"$1"; echo "${a[$2]}"; }   # field $2 of record $1
+log_of() { echo "$results/logs/$1.log"; }
+preset_of() {   # --quick / --smoke / paper: the preset recorded in a result.json (samples.npz: as asked)
+    [[ "$1" == *.json ]] || { echo "${preset:-paper}"; return; }
+    if grep -q '"smoke": true' "$1"; then echo --smoke; elif grep -q '"quick": true' "$1"; then echo --quick
+    else echo paper; fi
+}
+
+finish() {   # the cell in slot $1 ended with exit status $2
+    local name donef dep log why="" took=$((SECONDS - ${slot_t[$1]})) rc="$2"
+    name="$(field "${slot_rec[$1]}" 0)"; donef="$(field "${slot_rec[$1]}" 1)"; log="$(log_of "$name")"
+    slot_pid[$1]=""; done_n=$((done_n + 1))
+    dep="$(field "${slot_rec[$1]}" 2)"
+    if [[ "$rc" -eq 0 && ! -e "$donef" && -n "$dep" && ! -e "$out/$dep/samples.npz" ]]; then
+        why="D_r model trained, but no D_u model $dep yet for the z-test: run its --stage u, then this again"
+    elif [[ "$rc" -eq 0 && ! -e "$donef" ]]; then why="exit 0 but no $donef"
+    elif [[ "$rc" -ne 0 ]]; then why="exit $rc: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | cut -c1-200)"; fi
+    echo "=== $name end $(date '+%F %T') ${why:-ok}" >>"$log"
+    if [[ -z "$why" ]]; then status done "$name in $(hms "$took")"; return 0; fi
+    failed+=("$name: $why (log: $log)"); bad_u["$name"]=1
+    status FAILED "$name in $(hms "$took"): $why"
+}
+reap() {     # wait until fewer than $1 cells run (a poll: portable, and cheap next to minute-long cells)
+    local i busy rc
+    while :; do
+        busy=0
+        for i in "${!slot_pid[@]}"; do
+            [[ -n "${slot_pid[i]}" ]] || continue
+            if kill -0 "${slot_pid[i]}" 2>/dev/null; then busy=$((busy + 1))
+            else rc=0; wait "${slot_pid[i]}" || rc=$?; finish "$i" "$rc"; fi
+        done
+        [[ $busy -lt $1 ]] && return 0
+        sleep 0.2
+    done
+}
+cleanup() {  # on any exit: stop the cells still running (Ctrl-C, kill, or a bug in this script);
+    local i      # rerunning continues them from their checkpoints
+    for i in "${!slot_pid[@]}"; do
+        [[ -n "${slot_pid[i]}" ]] || continue
+        echo "run_all.sh: stopping $(field "${slot_rec[i]}" 0)"
+        kill -TERM "${slot_pid[i]}" 2>/dev/null || true
+        wait "${slot_pid[i]}" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'echo "run_all.sh: interrupted after $done_n/$total cells; run the same command again to continue"; exit 130' INT
+trap 'echo "run_all.sh: interrupted after $done_n/$total cells; run the same command again to continue"; exit 143' TERM
+
+run_cells() {   # run the given cell records, $jobs at a time, and wait for all of them
+    local rec name donef dep cmd slot log
+    for rec in "$@"; do
+        name="$(field "$rec" 0)"; donef="$(field "$rec" 1)"; dep="$(field "$rec" 2)"; cmd="${rec#*|*|*|}"
+        if [[ $force -eq 0 && -e "$donef" ]]; then
+            if [[ "$(preset_of "$donef")" == "${preset:-paper}" ]]; then
+                done_n=$((done_n + 1)); skipped=$((skipped + 1)); status skip "$name (output exists)"; continue
+            fi    # made with another preset: the script says so (exit 2) rather than mixing them in a table
+        fi
+        if [[ -n "$dep" && -n "${bad_u[$dep]:-}" ]]; then
+            done_n=$((done_n + 1)); failed+=("$name: not run, its D_u model $dep failed")
+            status FAILED "$name not run: its D_u model $dep failed"; continue
+        fi
+        reap "$jobs"
+        for ((slot = 0; slot < jobs; slot++)); do [[ -n "${slot_pid[slot]:-}" ]] || break; done
+        log="$(log_of "$name")"; mkdir -p "$(dirname "$log")"
+        printf '=== %s start %s\n$ %s\n' "$name" "$(date '+%F %T')" "$cmd" >>"$log"
+        status start "$name"
+        (
+            [[ ${#gpus[@]} -gt 0 ]] && export CUDA_VISIBLE_DEVICES="${gpus[slot % ${#gpus[@]}]}"
+            eval "exec $cmd"
+        ) >>"$log" 2>&1 </dev/null &
+        slot_pid[slot]=$!; slot_rec[slot]="$rec"; slot_t[slot]=$SECONDS
+    done
+    reap 1
+}
+
+echo "run_all.sh: ${#U[@]} D_u cells, then ${#R[@]} D_r cells, $jobs at a time${gpus:+, on GPUs ${gpus[*]}}"
+echo "run_all.sh: logs in $results/logs/, runs in $out/"
+[[ -z "$cars_note" ]] || echo "note: $cars_note"
+run_cells "${U[@]}"      # phase 1: every D_u model, once
+run_cells "${R[@]}"      # phase 2: the D_r models, each compared with its D_u model
+
+# --------------------------------------------------------------------------- summary
+n_failed=${#failed[@]}
+echo "run_all.sh: $done_n/$total cells in $(hms $((SECONDS - t0))): $((done_n - skipped - n_failed)) ran," \
+     "$skipped skipped (output existed), $n_failed failed"
+
+# --------------------------------------------------------------------------- tables
+# ztest.py renders the tables from the result files of this grid (Markdown tables.md, LaTeX tables.tex,
+# text, JSON, one CSV per table, rows.csv), several seeds aggregated per cell: mean and spread of z and
+# how many seeds give L. Each experiment gets its own folder, so that no table mixes them:
+#   results/                          Tables 1, 2, 4 (and 3 for cars): VAE / GAN / GAN-SD (0.8) / DM
+#   results/sd-sweep/lambda<L>/       GAN next to GAN-SD with lambda L (Appendix D), for a --lambdas sweep
+#   results/skew-pin<P>-pout<Q>/      the relaxed skew (Appendix E), with --skew
+render() {   # $1 = folder, rest = result files; those that exist are rendered, replacing older tables
+    local dir="$1" f files=(); shift
+    for f in "$@"; do [[ -e "$f" ]] && files+=("$f"); done
+    [[ ${#files[@]} -gt 0 ]] || return 1
+    mkdir -p "$dir"; rm -rf "$dir/.tables.tmp"
+    if "$python" ztest.py "${files[@]}" --out-dir "$dir/.tables.tmp" >"$dir/ztest.log" 2>&1; then
+        rm -f "$dir"/tables.{txt,md,tex,json} "$dir"/table*.csv "$dir/rows.csv"   # none left from a bigger grid
+        mv "$dir/.tables.tmp"/* "$dir/" && rmdir "$dir/.tables.tmp"
+        echo "tables: $dir/tables.md (.csv, .tex) from ${#files[@]} result files"
+    else
+        echo "tables: ztest.py FAILED for $dir, see $dir/ztest.log"; tables_failed=1; return 1
+    fi
+}
+tables_failed=0
+if [[ ${#R[@]} -gt 0 ]]; then
+    main=(); skewed=(); declare -A sweep=()
+    for rec in "${R[@]}"; do
+        name="$(field "$rec" 0)"; res="$(field "$rec" 1)"; run="${name%%/*}"
+        if [[ "$name" == *-pin*-pout* ]]; then
+            [[ "$run" == gan-sd?* ]] || skewed+=("$res")              # gan-sd<L>: only in the sweep
+        else
+            [[ "$run" == gan-sd?* ]] || main+=("$res")
+            [[ "$run" == gan* ]] && sweep[$run]+="$res"$'\n'
+        fi
+    done
+    render "$results" "${main[@]}" && main_ok=1 || main_ok=0
+    if [[ ${#L[@]} -gt 1 || "$(g "${L[0]}")" != "$(g $SD_PAPER)" ]]; then
+        for l in "${L[@]}"; do                 # the GAN-SD runs all show as "GAN-SD": one folder per lambda
+            [[ "$(g "$l")" == "$(g $SD_PAPER)" ]] && run=gan-sd || run="gan-sd$(g "$l")"
+            mapfile -t files < <(printf '%s' "${sweep[gan]:-}${sweep[$run]:-}")
+            render "$results/sd-sweep/lambda$(g "$l")" "${files[@]}" || true
+        done
+    fi
+    [[ -z "$skew" ]] || render "$results/skew-pin$(g "${Q[0]}")-pout$(g "${Q[1]}")" "${skewed[@]}" || true
+    if [[ $main_ok -eq 1 && -e "$results/tables.txt" ]]; then echo; cat "$results/tables.txt"; fi
+fi
+[[ -z "$cars_note" ]] || echo "note: $cars_note"
+
+if [[ $n_failed -gt 0 ]]; then
+    echo "failed cells ($n_failed); fix the cause and run the same command again to redo only these:"
+    printf '  %s\n' "${failed[@]}"
+    exit 1
+fi
+[[ $tables_failed -eq 0 ]] || exit 1
+exit 0

@@ -1,0 +1,195 @@
+"""gan.py: model shapes (28x28 and 64x64 cars), the spectral-decoupling term and its schedule, run names,
+an end-to-end --smoke run on the fixture (result, grids, Figure 3 CSV and plot), resume after an
+interruption (same result as an uninterrupted run), --force, bad input (one line, exit 2) and an import
+without side effects.
+
+    python -m pytest -q tests/test_gan.py
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import gan
+import ztest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _args(**kw):
+    base = dict(hidden=0, lr=2e-4, sd_lambda=0.0, sd_epochs=80, epochs=200, batch_size=64)
+    return types.SimpleNamespace(**{**base, **kw})
+
+
+# --------------------------------------------------------------------------- model and loss
+@pytest.mark.parametrize("shape, widest", [((3, 28, 28), 1024), ((3, 64, 64), 2048)])
+def test_shapes_and_auto_width(shape, widest):
+    gen = torch.Generator().manual_seed(0)
+    state = gan.init(_args(), shape, torch.device("cpu"), gen)
+    G, D = state["models"]["G"], state["models"]["D"]
+    assert G.net[-2].in_features == widest and D.net[1].out_features == widest // 2
+    x = G(torch.randn(5, gan.LATENT))
+    assert x.shape == (5,) + shape and x.min() >= -1 and x.max() <= 1
+    assert D(x).shape == (5,)
+    s = gan.sample(state, 7, _args(), torch.Generator().manual_seed(1))
+    assert s.dtype == torch.uint8 and s.shape == (7,) + shape
+    assert set(state["opts"]) == {"G", "D"}
+    assert state["opts"]["D"].defaults["betas"] == (0.5, 0.999) and state["opts"]["D"].defaults["lr"] == 2e-4
+
+
+def test_init_is_a_function_of_the_generator_and_leaves_global_rng_alone():
+    before = torch.get_rng_state()
+    a = gan.init(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
+    b = gan.init(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
+    assert torch.equal(torch.get_rng_state(), before)
+    for k in ("G", "D"):
+        for p, q in zip(a["models"][k].parameters(), b["models"][k].parameters()):
+            assert torch.equal(p, q)
+
+
+def test_spectral_decoupling_term_on_real_logits_only():
+    torch.manual_seed(0)
+    D = gan.Discriminator((3, 28, 28), hidden=64)
+    real, fake = torch.rand(16, 3, 28, 28) * 2 - 1, torch.rand(16, 3, 28, 28) * 2 - 1
+    lr_, lf = D(real), D(fake)
+    bce = torch.nn.functional.softplus
+    plain = (bce(-lr_).mean() + bce(lf).mean()).item()   # -log sigmoid(l) = softplus(-l)
+    assert gan.d_loss(D, real, fake, 0.0).item() == pytest.approx(plain, rel=1e-5)
+    sd = gan.d_loss(D, real, fake, 0.8).item()
+    assert sd == pytest.approx(plain + 0.8 / 2 * (lr_ ** 2).mean().item(), rel=1e-5)  # lambda/2 * mean
+    # the fake batch carries no SD term: the penalty is the same whatever fake batch D sees
+    other = torch.rand(16, 3, 28, 28) * 2 - 1
+    diff = gan.d_loss(D, real, other, 0.8) - gan.d_loss(D, real, other, 0.0)
+    assert diff.item() == pytest.approx(sd - plain, rel=1e-5)
+
+
+def test_sd_schedule_and_names():
+    args = _args(sd_lambda=0.8, sd_epochs=3, epochs=5)
+    assert [gan.sd_active(e, args) for e in range(5)] == [True, True, True, False, False]
+    assert not any(gan.sd_active(e, _args(sd_lambda=0.0)) for e in range(5))
+    assert gan.names(0.0) == ("GAN", "gan")
+    assert gan.names(0.8) == ("GAN-SD", "gan-sd")
+    assert gan.names(0.4) == ("GAN-SD", "gan-sd0.4") and gan.names(1.6)[1] == "gan-sd1.6"
+
+
+def test_sd_epochs_default_follows_epochs():
+    parse = lambda *argv: ztest.parse_args(gan.build_parser(), list(argv), presets=gan.PRESETS, check=gan.check)
+    assert parse().sd_epochs == 80 and parse().epochs == 200 and parse().sd_lambda == 0   # the paper's
+    assert parse("--epochs", "10").sd_epochs == 4 and parse("--epochs", "1").sd_epochs == 1
+    quick = parse("--quick")
+    assert quick.sd_epochs == max(1, round(0.4 * quick.epochs)) < 80
+    assert parse("--epochs", "10", "--sd-epochs", "10").sd_epochs == 10
+
+
+def test_train_epoch_learns_and_is_deterministic():
+    x = torch.rand(256, 3, 28, 28)
+    args = _args(hidden=64, sd_lambda=0.8, sd_epochs=1, epochs=2)
+    runs = []
+    for _ in range(2):
+        gen = torch.Generator().manual_seed(0)
+        state = gan.init(args, (3, 28, 28), torch.device("cpu"), gen)
+        runs.append([gan.train_epoch(state, x, e, args, gen) for e in range(2)])
+    assert runs[0] == runs[1]
+    assert runs[0][0]["sd_lambda"] == 0.8 and runs[0][1]["sd_lambda"] == 0.0
+    assert all(np.isfinite(v) for r in runs[0] for v in r.values())
+
+
+# --------------------------------------------------------------------------- the protocol, end to end
+def _run(tmp_path, mnist_root, cache_dir, *extra):
+    return gan.main(["--smoke", "--data-root", mnist_root, "--cache-dir", cache_dir,
+                     "--out", str(tmp_path / "runs"), *extra])
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_smoke_end_to_end_with_sd(tmp_path, mnist_root, cache_dir):
+    res = _run(tmp_path, mnist_root, cache_dir, "--sd-lambda", "0.8")
+    assert res["model"] == "GAN-SD" and res["run_name"] == "gan-sd"
+    u, r = (tmp_path / "runs" / "gan-sd" / d for d in ("colour-balanced-seed0", "colour-rare1-seed0"))
+    for name in ("ckpt.pt", "samples.png", "samples.npz", "disc_loss.csv"):
+        assert (u / name).exists() and (r / name).exists()
+    assert (r / "result.json").exists() and (r / "disc_loss.png").stat().st_size > 1000
+    assert sum(row["n_r"] for row in res["rows"][:-1]) == res["samples"] == 64
+    rows = _read_csv(r / "disc_loss.csv")   # every class, both factor values, SD flagged (epoch 1 <= 1)
+    assert {(row["class"], row["factor"]) for row in rows} >= {("1", "1")}
+    assert all(row["sd"] == "1" and float(row["loss"]) > 0 for row in rows)
+    assert len({row["class"] for row in _read_csv(u / "disc_loss.csv")}) == 10   # D_u: all classes
+    hist = res["history"]["r"][-1]
+    assert hist["sd_lambda"] == 0.8 and np.isfinite(hist["dloss_with"])
+
+
+def test_finished_cell_is_not_retrained_unless_forced(tmp_path, mnist_root, cache_dir, capsys):
+    _run(tmp_path, mnist_root, cache_dir)
+    ck = tmp_path / "runs" / "gan" / "colour-rare1-seed0" / "ckpt.pt"
+    mtime = ck.stat().st_mtime_ns
+    capsys.readouterr()
+    _run(tmp_path, mnist_root, cache_dir)
+    assert "already done" in capsys.readouterr().out and ck.stat().st_mtime_ns == mtime
+    _run(tmp_path, mnist_root, cache_dir, "--force")
+    assert ck.stat().st_mtime_ns != mtime
+
+
+def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, cache_dir, monkeypatch):
+    # 3 epochs with SD in the first 2: the interruption (mid epoch 3) falls after the SD phase ends
+    argv = ("--stage", "u", "--epochs", "3", "--sd-lambda", "0.4", "--sd-epochs", "2")
+    _run(tmp_path / "a", mnist_root, cache_dir, *argv)
+    real_train = gan.train_epoch
+
+    def crash_in_epoch_3(state, x, epoch, args, gen):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_train(state, x, epoch, args, gen)
+
+    monkeypatch.setattr(gan, "train_epoch", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", mnist_root, cache_dir, *argv)
+    monkeypatch.setattr(gan, "train_epoch", real_train)
+    cell = os.path.join("runs", "gan-sd0.4", "colour-balanced-seed0")
+    assert torch.load(tmp_path / "b" / cell / "ckpt.pt", weights_only=False)["epoch"] == 2
+    _run(tmp_path / "b", mnist_root, cache_dir, *argv)
+    with np.load(tmp_path / "a" / cell / "samples.npz") as a, np.load(tmp_path / "b" / cell / "samples.npz") as b:
+        assert np.array_equal(a["x"], b["x"])
+    assert _read_csv(tmp_path / "a" / cell / "disc_loss.csv") == _read_csv(tmp_path / "b" / cell / "disc_loss.csv")
+    ha = [{k: v for k, v in h.items() if k != "seconds"} for h in _read_csv(tmp_path / "a" / cell / "history.csv")]
+    hb = [{k: v for k, v in h.items() if k != "seconds"} for h in _read_csv(tmp_path / "b" / cell / "history.csv")]
+    assert ha == hb and len(ha) == 3
+
+
+# --------------------------------------------------------------------------- bad input, import
+@pytest.mark.parametrize("argv, words", [
+    (["--sd-lambda", "-0.1"], "--sd-lambda"),
+    (["--sd-lambda", "nan"], "--sd-lambda"),
+    (["--epochs", "10", "--sd-epochs", "11"], "--sd-epochs"),
+    (["--samples", "0"], "--samples"),
+    (["--factor", "blue"], "blue"),
+    (["--dataset", "svhn"], "svhn"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, words, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        gan.main(argv + ["--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and words in err and len(err.splitlines()) == 1
+    assert not os.listdir(tmp_path)
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    p = subprocess.run([sys.executable, os.path.join(REPO, "gan.py"), "--sd-lambda", "-1", "--out", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--sd-lambda" in p.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_import_has_no_side_effects(tmp_path):
+    code = "import sys; sys.argv = ['gan.py', '--bogus']; import gan; print('ok')"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert p.returncode == 0 and p.stdout == "ok\n" and not os.listdir(tmp_path)

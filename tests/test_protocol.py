@@ -1,0 +1,290 @@
+"""The shared protocol of ztest.py (section 4 of the paper): options and presets, resume determinism,
+--force, finished cells, NaN stop, the shared D_u model, bad input. A tiny model defined here stands in
+for vae.py / gan.py / ddpm.py; data and oracles are small fakes, so every test takes seconds.
+
+    python -m pytest -q tests/test_protocol.py
+"""
+import fcntl
+import json
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import ztest
+
+
+# --------------------------------------------------------------------------- a tiny model with the hooks
+class Tiny(nn.Module):
+    """A 'generator' that is one learned mean image plus Gaussian noise."""
+    def __init__(self, shape):
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(shape))
+
+
+CALLS = {"train": 0, "crash_at": 0, "nan_at": 0}     # set by run(); not options, so not part of a model's identity
+
+
+def init(args, shape, device, gen):
+    m = Tiny(shape).to(device)
+    with torch.no_grad():
+        m.mu.uniform_(0, 1, generator=gen)
+    return {"models": {"g": m}, "opts": {"g": torch.optim.SGD(m.parameters(), lr=args.lr, momentum=0.9)},
+            "extra": {"steps": 0}}
+
+
+def train_epoch(state, x, epoch, args, gen):
+    CALLS["train"] += 1
+    if epoch + 1 == CALLS["crash_at"]:
+        raise KeyboardInterrupt            # an interruption in the middle of training
+    m, opt = state["models"]["g"], state["opts"]["g"]
+    total = 0.0
+    for idx in ztest.progress(torch.randperm(len(x), generator=gen, device=x.device).split(args.batch_size)):
+        noise = torch.randn(x[idx].shape, generator=gen, device=x.device)
+        loss = ((m.mu + 0.1 * noise - x[idx]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        state["extra"]["steps"] += 1
+        total += loss.item() * len(idx)
+    return {"loss": float("nan") if epoch + 1 == CALLS["nan_at"] else total / len(x)}
+
+
+def sample(state, n, args, gen):
+    m = state["models"]["g"]
+    x = m.mu + 0.3 * torch.randn((n,) + tuple(m.mu.shape), generator=gen, device=m.mu.device)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def after_epoch(state, epoch, args, ctx):
+    return {"val_mean": float(ctx["val"][0].mean())}
+
+
+# --------------------------------------------------------------------------- fakes: data and oracles
+def fake_split(args, which):
+    """200 images; the factor is the colour channel (red f=0, green f=1), the label a brightness level."""
+    rng = np.random.default_rng([args.data_seed, {"u": 0, "r": 1, "val": 2}[which]])
+    y = np.arange(200) % 10
+    f = (y == args.rare).astype(np.int64) if which == "r" else (np.arange(200) // 10) % 2
+    x = np.zeros((200, 3, 28, 28), np.uint8)
+    x[np.arange(200), f] = (rng.random((200, 28, 28)) * 25 * (y[:, None, None] + 1)).astype(np.uint8)
+    return x, y, f
+
+
+def fake_classify(orc, x):
+    x = np.asarray(x).astype(float)
+    f = (x[:, 1].mean((1, 2)) > x[:, 0].mean((1, 2))).astype(np.int64)
+    return x.sum((1, 2, 3)).astype(np.int64) % 10, f
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one torch thread avoids thread spin on a busy 2-core machine (30x faster here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    mod = types.SimpleNamespace(load_oracles=lambda *a, **k: {"acc": {"label": 0.99, "factor": 0.995},
+                                                               "target": 0.98},
+                                classify=fake_classify)
+    monkeypatch.setitem(sys.modules, "oracles", mod)
+    monkeypatch.setattr(ztest, "load_split", fake_split)
+    CALLS["train"] = 0
+
+
+def parse(argv, tmp_path):
+    p = ztest.common_parser(__doc__, epochs=4, batch_size=32, lr=0.5)
+    return ztest.parse_args(p, ["--out", str(tmp_path), "--device", "cpu", "--samples", "60"] + argv,
+                            presets={"smoke": {"epochs": 1}})
+
+
+def run(argv, tmp_path, after=after_epoch, crash_at=0, nan_at=0):
+    CALLS.update(crash_at=crash_at, nan_at=nan_at)
+    return ztest.run_protocol(parse(argv, tmp_path), name="Tiny", run_name="tiny", init=init,
+                              train_epoch=train_epoch, sample=sample, after_epoch=after)
+
+
+def stable(res):
+    """A result without the wall-clock and path fields that legitimately differ between two runs."""
+    return {"counts": res["counts"], "rows": json.loads(json.dumps(ztest._clean(res["rows"]))),
+            "history": {w: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]
+                        for w, hs in res["history"].items()}}
+
+
+# --------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("crash", ["2", "4"])
+@pytest.mark.parametrize("stage_of_crash", ["u", "r"])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(fakes, tmp_path, crash, stage_of_crash):
+    full = run([], tmp_path / "a")
+    if stage_of_crash == "u":
+        with pytest.raises(KeyboardInterrupt):
+            run([], tmp_path / "b", crash_at=int(crash))
+        assert not os.path.exists(tmp_path / "b/tiny/colour-rare1-seed0/ckpt.pt")
+    else:   # D_u finished, D_r interrupted
+        run(["--stage", "u"], tmp_path / "b")
+        with pytest.raises(KeyboardInterrupt):
+            run([], tmp_path / "b", crash_at=int(crash))
+    ck = torch.load(tmp_path / "b/tiny" / ("colour-balanced-seed0" if stage_of_crash == "u" else
+                                           "colour-rare1-seed0") / "ckpt.pt", weights_only=False)
+    assert ck["epoch"] == int(crash) - 1 and len(ck["history"]) == int(crash) - 1
+    resumed = run([], tmp_path / "b")
+    assert stable(resumed) == stable(full)
+    for cell in ("colour-balanced-seed0", "colour-rare1-seed0"):
+        a = np.load(tmp_path / "a/tiny" / cell / "samples.npz")["x"]
+        b = np.load(tmp_path / "b/tiny" / cell / "samples.npz")["x"]
+        assert np.array_equal(a, b)
+        ca = torch.load(tmp_path / "a/tiny" / cell / "ckpt.pt", weights_only=False)
+        cb = torch.load(tmp_path / "b/tiny" / cell / "ckpt.pt", weights_only=False)
+        assert torch.equal(ca["models"]["g"]["mu"], cb["models"]["g"]["mu"])
+        assert ca["extra"] == cb["extra"] == {"steps": 4 * 7}
+        assert [h["epoch"] for h in cb["history"]] == [1, 2, 3, 4]
+
+
+def test_outputs_of_a_cell(fakes, tmp_path):
+    res = run([], tmp_path)
+    cell = tmp_path / "tiny/colour-rare1-seed0"
+    for f in ("ckpt.pt", "samples.npz", "samples.png", "history.csv", "result.json", "config.json"):
+        assert (cell / f).exists() and (tmp_path / "tiny/colour-balanced-seed0/samples.png").exists()
+    saved = json.loads((cell / "result.json").read_text())
+    assert saved["model"] == "Tiny" and saved["seed"] == 0 and saved["config"]["epochs"] == 4
+    assert sum(saved["counts"]["r"]["n"]) == 60 == saved["rows"][-1]["n_r"]
+    assert [r["name"] for r in saved["rows"]] == [str(d) for d in range(10)] + ["Total"]
+    assert saved["oracle_acc"] == {"label": 0.99, "factor": 0.995} and saved["device"] == "cpu"
+    assert {"train_u", "train_r", "sample_u", "classify"} <= set(saved["timings"])
+    assert res["rows"][-1]["verdict"] in "LM?-"
+    assert [h["val_mean"] > 0 for h in saved["history"]["u"]] == [True] * 4
+    ck = torch.load(cell / "ckpt.pt", weights_only=False)
+    assert set(ck) >= {"models", "opts", "epoch", "rng", "config", "history"}
+    assert set(ck["rng"]) >= {"gen", "torch", "numpy", "python"}
+    assert not [f for f in os.listdir(cell) if f.startswith(".tmp-")]     # atomic writes leave no temp files
+
+
+def test_finished_cell_is_not_retrained_and_force_retrains(fakes, tmp_path, capsys):
+    first = run([], tmp_path)
+    assert CALLS["train"] == 8
+    again = run([], tmp_path)
+    assert CALLS["train"] == 8 and "already done" in capsys.readouterr().out
+    assert stable(again) == stable(first)
+    forced = run(["--force"], tmp_path)
+    assert CALLS["train"] == 16                       # both models trained again from scratch
+    assert stable(forced) == stable(first)            # ... and, on the CPU, to the same numbers
+
+
+def test_d_u_is_shared_by_every_rare_digit(fakes, tmp_path):
+    run(["--rare", "1"], tmp_path)
+    res2 = run(["--rare", "2"], tmp_path)
+    assert CALLS["train"] == 4 + 4 + 4                # D_u once, D_r for digit 1 and for digit 2
+    assert sorted(os.listdir(tmp_path / "tiny")) == ["colour-balanced-seed0", "colour-rare1-seed0",
+                                                      "colour-rare2-seed0"]
+    assert res2["rare"] == 2 and res2["dirs"]["u"].endswith("colour-balanced-seed0")
+
+
+def test_skew_and_data_seed_in_the_folder_name(fakes, tmp_path):
+    run(["--p-in", "0.9", "--p-out", "0.1", "--data-seed", "3", "--epochs", "1"], tmp_path)
+    assert sorted(os.listdir(tmp_path / "tiny")) == ["colour-balanced-ds3-seed0", "colour-rare1-pin0.9-pout0.1-ds3-seed0"]
+
+
+def test_stages(fakes, tmp_path):
+    assert run(["--stage", "u", "--epochs", "1"], tmp_path) is None
+    assert CALLS["train"] == 1 and not (tmp_path / "tiny/colour-rare1-seed0").exists()
+    res = run(["--stage", "r", "--epochs", "1"], tmp_path)
+    assert CALLS["train"] == 2 and res["rows"][-1]["n_r"] == 60
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fakes, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run([], tmp_path, nan_at=3)
+    assert e.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]   # (tqdm bars aside)
+    assert len(err) == 1 and "non-finite loss in epoch 3" in err[0] and "loss=nan" in err[0]
+    ck = torch.load(tmp_path / "tiny/colour-balanced-seed0/ckpt.pt", weights_only=False)
+    assert ck["epoch"] == 2 and torch.isfinite(ck["models"]["g"]["mu"]).all()
+
+
+def test_floating_point_error_from_the_model_also_stops(fakes, tmp_path, capsys):
+    def boom(state, x, epoch, args, gen):
+        raise FloatingPointError("VAE loss is nan")
+    with pytest.raises(SystemExit) as e:
+        ztest.run_protocol(parse([], tmp_path), "Tiny", "tiny", init, boom, sample)
+    assert e.value.code == 1 and "VAE loss is nan" in capsys.readouterr().err
+
+
+def test_changed_settings_are_refused_not_mixed(fakes, tmp_path, capsys):
+    run(["--epochs", "2"], tmp_path)
+    with pytest.raises(SystemExit) as e:
+        run(["--epochs", "3"], tmp_path)
+    assert e.value.code == 2 and "epochs=2 (now 3)" in capsys.readouterr().err
+    assert run(["--epochs", "3", "--force"], tmp_path)["history"]["r"][-1]["epoch"] == 3
+
+
+def test_presets_fill_only_options_not_given(tmp_path):
+    a = parse(["--smoke"], tmp_path)
+    assert a.epochs == 1 and a.subset == 300 and a.samples == 60        # --samples was given explicitly
+    b = parse(["--smoke", "--epochs", "3", "--subset", "0"], tmp_path)
+    assert b.epochs == 3 and b.subset == 0
+    assert parse([], tmp_path).epochs == 4
+    c = parse(["--dataset", "cars"], tmp_path)
+    assert c.rare == 0 and c.factor == "colour"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--samples", "0"], "--samples 0"), (["--rare", "12"], "--rare 12"), (["--factor", "bogus"], "bogus"),
+    (["--p-in", "1.5"], "--p-in 1.5"), (["--device", "tpu"], "tpu"), (["--device", "cuda:7"], "cuda:7"),
+    (["--quick", "--smoke"], "--smoke"), (["--dataset", "cars", "--rare", "1"], "--rare 1"),
+    (["--lr", "-1"], "--lr -1"), (["--epochs", "zero"], "zero"), (["--dataset", "cars", "--factor", "thin"], "thin")])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
+    with pytest.raises(SystemExit) as e:
+        parse(argv, tmp_path)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_model_check_error(tmp_path, capsys):
+    p = ztest.common_parser("", epochs=1, batch_size=1, lr=1)
+    p.add_argument("--beta", type=float, default=1.0, help="(default: 1)")
+    check = lambda a: None if a.beta > 0 else f"--beta must be > 0 (got {a.beta:g})"
+    assert ztest.parse_args(p, ["--beta", "2"], check=check).beta == 2
+    with pytest.raises(SystemExit) as e:
+        ztest.parse_args(p, ["--beta", "-1"], check=check)
+    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("--beta must be > 0 (got -1)")
+
+
+def test_helpers(tmp_path):
+    assert ztest.pick_device("cpu", announce=False) == torch.device("cpu")
+    assert ztest.amp_dtype("cpu") is None
+    with ztest.autocast(torch.device("cpu")):           # a no-op on the CPU: float32 stays float32
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    g = ztest.set_seed(5)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    lock = tmp_path / "x.lock"
+    with ztest.file_lock(lock):                        # a second holder is refused while the first holds it
+        with open(lock) as fh, pytest.raises(BlockingIOError):
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(lock) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)   # released afterwards
+    with pytest.raises(ZeroDivisionError):              # a failed write leaves the old file and no temp file
+        ztest.save_json({"a": 1}, tmp_path / "r.json")
+        ztest._atomic(tmp_path / "r.json", lambda fh: 1 / 0)
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
+    assert os.listdir(tmp_path) == ["r.json"] or sorted(os.listdir(tmp_path)) == ["r.json", "x.lock"]
+    ztest.save_json({"z": float("nan")}, tmp_path / "n.json")      # NaN -> null, standard JSON
+    assert json.loads((tmp_path / "n.json").read_text()) == {"z": None}
+
+
+def test_end_to_end_with_data_py_and_smoke_oracles(small_mnist_root, cache_dir, tmp_path):
+    """The real data.make_dataset (first 300 fixture digits) and the smoke oracles, with the tiny model."""
+    args = parse(["--smoke", "--data-root", small_mnist_root, "--cache-dir", cache_dir, "--samples", "50"], tmp_path)
+    res = ztest.run_protocol(args, name="Tiny", run_name="tiny", init=init, train_epoch=train_epoch,
+                             sample=sample, after_epoch=after_epoch)
+    assert res["oracle_smoke"] and res["rows"][-1]["n_u"] == res["rows"][-1]["n_r"] == 50
+    assert res["history"]["u"][0]["val_mean"] > 0          # the balanced validation digits reached after_epoch
+    saved = json.loads((tmp_path / "tiny/colour-rare1-seed0/config.json").read_text())
+    assert saved["images"] == 270 and saved["config"]["subset"] == 300   # 300 digits minus the 10% hold-out

@@ -1,0 +1,215 @@
+"""vae.py: model shapes (28x28 and 64x64), the loss (KL formula, beta), colour-faithful sampling, NaN stop,
+the --smoke protocol end to end on the MNIST fixture, resume after an interruption, --force, run names
+for beta != 1, bad input (one line, exit 2) and import without side effects.
+
+    python -m pytest -q tests/test_vae.py
+"""
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import vae
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_EPOCH = vae.train_epoch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one torch thread avoids thread spin on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def hparams(**kw):
+    return types.SimpleNamespace(**{"latent": 8, "width": 4, "lr": 1e-3, "batch_size": 16, "beta": 1.0, **kw})
+
+
+# --------------------------------------------------------------------------- model and loss
+@pytest.mark.parametrize("size", [28, 64])
+def test_shapes_for_mnist_and_cars(size):
+    gen = torch.Generator().manual_seed(0)
+    state = vae.init(hparams(), (3, size, size), torch.device("cpu"), gen)
+    model = state["models"]["vae"]
+    x = torch.rand(5, 3, size, size)
+    logits, mu, logvar = model(x, gen)
+    assert logits.shape == x.shape and mu.shape == logvar.shape == (5, 8)
+    s = vae.sample(state, 7, hparams(), gen)
+    assert s.dtype == torch.uint8 and tuple(s.shape) == (7, 3, size, size)
+    out = vae.train_epoch(state, x, 0, hparams(batch_size=2), gen)
+    assert set(out) == {"loss", "rec", "kl"} and all(np.isfinite(v) for v in out.values())
+
+
+def test_kl_matches_torch_distributions_and_beta_scales_it():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    x = torch.rand(4, 3, 28, 28, generator=g)
+    logits = torch.randn(4, 3, 28, 28, generator=g)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    expected_kl = torch.distributions.kl_divergence(q, p).sum() / 4
+    loss1, rec, kl = vae.neg_elbo(logits, x, mu, logvar, beta=1.0)
+    loss4, rec4, kl4 = vae.neg_elbo(logits, x, mu, logvar, beta=4.0)
+    assert torch.allclose(kl, expected_kl, rtol=1e-5)
+    assert torch.allclose(rec, torch.nn.functional.binary_cross_entropy(torch.sigmoid(logits), x,
+                                                                        reduction="sum") / 4, rtol=1e-4)
+    assert torch.allclose(loss1, rec + kl) and torch.allclose(loss4, rec + 4 * kl)
+    zero = vae.neg_elbo(logits, x, torch.zeros(4, 6), torch.zeros(4, 6))[2]
+    assert float(zero) == 0.0
+
+
+def test_samples_keep_each_colour_channel():
+    """A decoder that outputs pure red must give pure red uint8 samples: no grey averaging, RGB order."""
+    gen = torch.Generator().manual_seed(0)
+    state = vae.init(hparams(), (3, 28, 28), torch.device("cpu"), gen)
+    last = state["models"]["vae"].decoder[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([20.0, -20.0, -20.0]))
+    s = vae.sample(state, 3, hparams(), gen)
+    assert (s[:, 0] == 255).all() and (s[:, 1:] == 0).all()
+
+
+def test_nan_loss_stops_training_with_a_clear_message():
+    gen = torch.Generator().manual_seed(0)
+    state = vae.init(hparams(), (3, 28, 28), torch.device("cpu"), gen)
+    x = torch.rand(32, 3, 28, 28)
+    x[17, 0, 5, 5] = float("nan")          # in some batch of the epoch, not necessarily a logged one
+    with pytest.raises(FloatingPointError, match="VAE loss is nan in epoch 1"):
+        vae.train_epoch(state, x, 0, hparams(batch_size=4), gen, log_every=100)
+
+
+def test_training_is_deterministic_for_a_seed():
+    x = torch.rand(32, 3, 28, 28, generator=torch.Generator().manual_seed(2))
+    runs = []
+    for _ in range(2):
+        gen = torch.Generator().manual_seed(5)
+        state = vae.init(hparams(), (3, 28, 28), torch.device("cpu"), gen)
+        runs.append(vae.train_epoch(state, x, 0, hparams(batch_size=8), gen))
+    assert runs[0] == runs[1]
+
+
+def test_names():
+    assert vae.names(1.0) == ("VAE", "vae")
+    assert vae.names(4.0) == ("VAE-b4", "vae-b4")
+    assert vae.names(0.5) == ("VAE-b0.5", "vae-b0.5")
+
+
+# --------------------------------------------------------------------------- the protocol, end to end
+@pytest.fixture
+def smoke(mnist_root, cache_dir, tmp_path):
+    """main() with --smoke on the MNIST fixture (or real MNIST, limited to 300 digits by the preset)."""
+    def run(*argv, out="runs"):
+        return vae.main(["--smoke", "--device", "cpu", "--data-root", mnist_root, "--cache-dir", cache_dir,
+                         "--out", str(tmp_path / out), *argv])
+    return run
+
+
+def count_epochs(monkeypatch, crash_at=None):
+    """Wrap vae.train_epoch: count calls; raise KeyboardInterrupt at the given (0-based) call."""
+    calls = []
+
+    def wrapped(state, x, epoch, args, gen):
+        if len(calls) == crash_at:
+            raise KeyboardInterrupt
+        calls.append(epoch)
+        return TRAIN_EPOCH(state, x, epoch, args, gen)
+    monkeypatch.setattr(vae, "train_epoch", wrapped)
+    return calls
+
+
+def test_smoke_run_end_to_end(smoke, tmp_path):
+    res = smoke()
+    assert res["model"] == "VAE" and res["run_name"] == "vae" and res["factor"] == "colour"
+    cell = tmp_path / "runs" / "vae" / "colour-rare1-seed0"
+    saved = json.loads((cell / "result.json").read_text())
+    assert saved["counts"] == res["counts"] and sum(saved["counts"]["r"]["n"]) == 100
+    for c in (cell, tmp_path / "runs" / "vae" / "colour-balanced-seed0"):
+        x = np.load(c / "samples.npz")["x"]
+        assert x.dtype == np.uint8 and x.shape == (100, 3, 28, 28)
+        assert (c / "samples.png").exists()
+        ck = torch.load(c / "ckpt.pt", weights_only=False)
+        assert ck["epoch"] == 1 and set(ck["models"]) == {"vae"} and "scaler" in ck["opts"]
+        assert {"loss", "rec", "kl", "val_loss", "val_rec", "val_kl"} <= set(ck["history"][0])
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(smoke, tmp_path, monkeypatch):
+    full = smoke("--epochs", "2", out="a")
+    count_epochs(monkeypatch, crash_at=1)            # interrupted during D_u's second epoch
+    with pytest.raises(KeyboardInterrupt):
+        smoke("--epochs", "2", out="b")
+    calls = count_epochs(monkeypatch)
+    resumed = smoke("--epochs", "2", out="b")
+    assert calls == [1, 0, 1]                        # D_u resumes at epoch 2, then D_r trains both epochs
+    assert resumed["counts"] == full["counts"]
+    for cell in ("colour-balanced-seed0", "colour-rare1-seed0"):
+        a = torch.load(tmp_path / "a/vae" / cell / "ckpt.pt", weights_only=False)
+        b = torch.load(tmp_path / "b/vae" / cell / "ckpt.pt", weights_only=False)
+        for k, v in a["models"]["vae"].items():
+            assert torch.equal(v, b["models"]["vae"][k]), k
+        assert np.array_equal(np.load(tmp_path / "a/vae" / cell / "samples.npz")["x"],
+                              np.load(tmp_path / "b/vae" / cell / "samples.npz")["x"])
+
+
+def test_finished_cell_is_reused_and_force_retrains(smoke, monkeypatch):
+    smoke()
+    calls = count_epochs(monkeypatch)
+    smoke()
+    assert calls == []
+    smoke("--force")
+    assert calls == [0, 0]                           # D_u and D_r, one epoch each
+
+
+def test_beta_gets_its_own_name_and_folder(smoke, tmp_path):
+    assert smoke("--beta", "4", "--stage", "u") is None
+    ck = torch.load(tmp_path / "runs/vae-b4/colour-balanced-seed0/ckpt.pt", weights_only=False)
+    assert ck["config"]["beta"] == 4.0
+    assert not (tmp_path / "runs/vae").exists()
+
+
+# --------------------------------------------------------------------------- command line
+def run_cli(*argv, cwd=REPO):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, os.path.join(REPO, "vae.py"), *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--beta", "0"], ["--beta 0", "> 0"]),
+    (["--beta", "-2"], ["--beta", "-2"]),
+    (["--samples", "0"], ["--samples", ">= 1"]),
+    (["--factor", "purple"], ["purple", "colour"]),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, words, tmp_path):
+    r = run_cli(*argv, "--out", str(tmp_path))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("opt, value", [("beta", float("nan")), ("beta", float("inf")), ("latent", 0),
+                                        ("width", 0)])
+def test_check_rejects_bad_model_options(opt, value):
+    good = types.SimpleNamespace(beta=1.0, latent=20, width=32)
+    assert vae.check(good) is None
+    msg = vae.check(types.SimpleNamespace(**{**vars(good), opt: value}))
+    assert msg and f"--{opt}" in msg and "\n" not in msg
+
+
+def test_import_has_no_side_effects(tmp_path):
+    code = "import sys; sys.argv = ['x', '--beta', '-1']; import vae; print(sorted(vae.PRESETS))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['quick', 'smoke']" and r.stderr == ""
+    assert os.listdir(tmp_path) == []
