@@ -35,6 +35,8 @@ FAKE = textwrap.dedent(r'''
     if script == "-":                       # run_all.sh asking data.py whether CompCars is there
         sys.exit(0 if os.environ.get("FAKE_CARS") else 1)
     if script == "ztest.py":
+        if os.environ.get("FAKE_ZTEST_FAIL"):
+            print("ztest.py: error: broken", file=sys.stderr); sys.exit(2)
         files = [a for a in sys.argv[2:] if a.endswith(".json")]
         out = sys.argv[sys.argv.index("--out-dir") + 1]
         os.makedirs(out, exist_ok=True)
@@ -372,3 +374,10 @@ def test_stage_r_without_du_models_says_so(fake):
     assert not journal(fake, "ztest")                   # --stage u: no D_r results, no tables
     r = run_all(fake, "--models", "vae", "--factors", "colour", "--rares", "1")
     assert r.returncode == 0 and "1 ran, 1 skipped" in r.stdout
+
+
+def test_failing_tables_step_is_reported(fake):
+    r = run_all(fake, "--models", "vae", "--factors", "colour", "--rares", "1", env={"FAKE_ZTEST_FAIL": "1"})
+    assert r.returncode == 1 and "ztest.py FAILED" in r.stdout
+    assert "ztest.py: error: broken" in (fake["results"] / "ztest.log").read_text()
+    assert not (fake["results"] / ".tables.tmp").exists() and not (fake["results"] / "tables.md").exists()
