@@ -5,8 +5,9 @@ factor (section 4 of "Do Generative Models Learn Rare Generative Factors?"), sam
 lets the oracle classifiers (section 5.2) label digit and factor, and prints the z-scores of eq. 1 per
 class: the DM column of Tables 1-4 (and of Table 3 with --dataset cars). Training is Algorithm 1 of Ho et
 al. (2020), sampling Algorithm 2 (ancestral, all T steps) or, with --sample-steps N, the strided
-deterministic sampler of DDIM (Song et al. 2021, eq. 12) over N of the T steps. The sampler is part of the
-run's config ("sampler" in config.json / result.json); changing it resamples without retraining.
+deterministic sampler of DDIM (Song et al. 2021, eq. 12) over N of the T steps. The sampler is recorded in
+the run's config ("sampler" in config.json / result.json) but is not part of the trained model's identity:
+after deleting a cell's result.json, a run with another sampler reuses both checkpoints and only resamples.
 
 Run it:
     python ddpm.py --factor colour --rare 1                   # paper-length settings (a GPU job)
@@ -34,6 +35,9 @@ Choices (the paper's Appendix A with its architectures is not available):
 """
 import copy
 import math
+import os
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -320,11 +324,32 @@ def sample(state, n, args, gen):
     return torch.cat(out)
 
 
+# --------------------------------------------------------------------------- evaluation
+def confidence(res, args, threshold=0.9):
+    """Share of the samples that the label oracle classifies with probability > threshold: are they
+    recognisable digits (issue 6)? Printed and saved as confidence.json beside result.json."""
+    import oracles   # like ztest: imported where it is needed
+    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
+                               device=ztest.pick_device(args.device, announce=False),
+                               data_seed=args.data_seed, smoke=args.smoke)
+    out = {"threshold": threshold, "sampler": args.sampler}
+    for which, folder in res["dirs"].items():
+        with np.load(os.path.join(folder, "samples.npz")) as z:
+            p_label, _ = oracles.predict_proba(orc, z["x"])
+        out[which] = float((p_label.max(1) > threshold).mean())
+    print(f"label oracle p > {threshold:g}: {out['u']:.1%} of the D_u samples, {out['r']:.1%} of the D_r samples")
+    ztest.save_json(out, os.path.join(res["dirs"]["r"], "confidence.json"))
+    return out
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     args = ztest.parse_args(build_parser(), argv, presets=PRESETS, check=check)
-    return ztest.run_protocol(args, name="DM", run_name="ddpm", init=init, train_epoch=train_epoch,
-                              sample=sample, eval_keys=SAMPLING)
+    res = ztest.run_protocol(args, name="DM", run_name="ddpm", init=init, train_epoch=train_epoch,
+                             sample=sample, eval_keys=SAMPLING)
+    if res is not None:
+        res["confidence"] = confidence(res, args)
+    return res
 
 
 if __name__ == "__main__":

@@ -357,11 +357,13 @@ render() {   # $1 = folder, rest = result files; those that exist are rendered, 
     for f in "$@"; do [[ -e "$f" ]] && files+=("$f"); done
     [[ ${#files[@]} -gt 0 ]] || return 1
     mkdir -p "$dir"; rm -rf "$dir/.tables.tmp"
-    if "$python" ztest.py "${files[@]}" --out-dir "$dir/.tables.tmp" >"$dir/ztest.log" 2>&1; then
+    if "$python" ztest.py "${files[@]}" --out-dir "$dir/.tables.tmp" >"$dir/ztest.log" 2>&1 \
+            && [[ -e "$dir/.tables.tmp/tables.md" ]]; then
         rm -f "$dir"/tables.{txt,md,tex,json} "$dir"/table*.csv "$dir/rows.csv"   # none left from a bigger grid
         mv "$dir/.tables.tmp"/* "$dir/" && rmdir "$dir/.tables.tmp"
         echo "tables: $dir/tables.md (.csv, .tex) from ${#files[@]} result files"
     else
+        rm -rf "$dir/.tables.tmp"
         echo "tables: ztest.py FAILED for $dir, see $dir/ztest.log"; tables_failed=1; return 1
     fi
 }

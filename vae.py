@@ -48,10 +48,13 @@ EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015); chosen here,
 LATENT, WIDTH = 20, 32
 
 # Presets fill only the options the user did not set (ztest.parse_args). --quick: the documented CPU preset,
-# <= 10 minutes from cold on 2 cores with the oracles (see BENCHMARKS.md). --smoke: seconds, for the tests
-# (plus ztest's own smoke preset: 300 digits, 100 samples).
+# <= 10 minutes from cold on 2 cores with the oracles (see BENCHMARKS.md): all digits but 3 epochs, about
+# 1,400 Adam steps per model, enough to separate red from green (the first ~300 steps make grey-ish
+# red+green blends) and to give legible digits. All digits rather than a --subset, because data.py caches
+# the morphological renderings of the full split: a subset would render its digits again.
+# --smoke: seconds, for the tests (plus ztest's own smoke preset: 300 digits, 100 samples).
 PRESETS = {
-    "quick": {"subset": 20000, "epochs": 10},
+    "quick": {"epochs": 3},
     "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64},
 }
 

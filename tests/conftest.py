@@ -1,8 +1,8 @@
 """Shared pytest fixtures.
 
-mnist_root        a data root in torchvision layout (<root>/MNIST/raw/*-ubyte): the real MNIST when
-                  $RGF_DATA_ROOT holds it, else a temp folder written from the committed fixture.
-                  With the real data, pass `limit=` to data.make_dataset to keep tests fast.
+mnist_root        the data root that the smoke tests of the model scripts use: always the committed
+                  fixture (below), so that the suite takes the same few minutes with or without the
+                  real data. Checks that need the real MNIST take `real_mnist_root`.
 small_mnist_root  always the fixture: tests/data/mnist-small.npz, 3,000 train + 1,000 test real MNIST
                   digits (the first of each split), written out as idx files so that data.load_mnist
                   still goes through torchvision.
@@ -57,7 +57,7 @@ def small_mnist_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mnist_root(small_mnist_root):
-    return real_mnist_dir() or small_mnist_root
+    return small_mnist_root
 
 
 @pytest.fixture(scope="session")

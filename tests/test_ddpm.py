@@ -127,13 +127,20 @@ def test_smoke_end_to_end_and_force(tmp_path, mnist_root, cache_dir, capsys):
         assert (u / name).exists() and (r / name).exists()
     assert sum(row["n_r"] for row in res["rows"][:-1]) == res["samples"] == 64
     assert res["config"]["sampler"].startswith("DDIM, 5 of T=1000") and res["config"]["sample_steps"] == 5
+    conf = json.loads((r / "confidence.json").read_text())
+    assert conf == res["confidence"] and 0 <= conf["u"] <= 1 and 0 <= conf["r"] <= 1
     ck = torch.load(r / "ckpt.pt", weights_only=False)
     assert set(ck["models"]) == {"unet", "ema"} and ck["models"]["ema"]["updates"].item() > 0
-    # a finished cell is not redone; --force retrains
+    # a finished cell is not redone; another sampler reuses the models (once result.json is gone)
     mtime = (r / "ckpt.pt").stat().st_mtime_ns
     capsys.readouterr()
     _run(tmp_path, mnist_root, cache_dir)
     assert "already done" in capsys.readouterr().out and (r / "ckpt.pt").stat().st_mtime_ns == mtime
+    (r / "result.json").unlink()
+    res = _run(tmp_path, mnist_root, cache_dir, "--sample-steps", "2", "--eta", "1")
+    assert res["config"]["sampler"].startswith("DDIM, 2 of T=1000 steps, eta=1")
+    assert res["confidence"]["sampler"] == res["config"]["sampler"] and (r / "ckpt.pt").stat().st_mtime_ns == mtime
+    # --force retrains
     _run(tmp_path, mnist_root, cache_dir, "--force")
     assert (r / "ckpt.pt").stat().st_mtime_ns != mtime
 

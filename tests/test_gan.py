@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _args(**kw):
-    base = dict(hidden=0, lr=2e-4, sd_lambda=0.0, sd_epochs=80, epochs=200, batch_size=64)
+    base = dict(hidden=1024, lr=2e-4, sd_lambda=0.0, sd_epochs=80, epochs=200, batch_size=64)
     return types.SimpleNamespace(**{**base, **kw})
 
 

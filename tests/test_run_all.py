@@ -3,8 +3,9 @@
 Most tests drive the runner with a FAKE interpreter (`--python <tmp>/fakepy`): a small Python script
 that stands in for `python vae.py ...` / `python ztest.py ...`, writes the files a real script would
 write, and appends every start and end to a journal. That tests the runner's own logic (listing,
-skipping, resuming, failures, parallel slots) in seconds. The last test runs the real scripts on the
-offline MNIST fixture with --smoke.
+skipping, resuming, failures, parallel slots) in seconds. The last two tests use the real scripts: one
+checks that run_all.sh expects each cell's output where the scripts write it, one runs vae.py and
+ztest.py with --smoke on the offline MNIST fixture.
 """
 import json
 import os
@@ -22,8 +23,8 @@ RUN_ALL = ROOT / "run_all.sh"
 
 # The stand-in for a model script or ztest.py. It mimics the contract's run layout:
 # runs/<run>/<factor>-balanced-seed<s>/ for --stage u, runs/<run>/<factor>-rare<k>[-pin..-pout..]-seed<s>/
-# result.json for --stage r (which needs the D_u model). FAKE_FAIL=<substring of the cell> makes that
-# cell exit 3; FAKE_SLEEP=<seconds> makes every cell that long.
+# result.json for --stage r (without the D_u model it exits 0 with no result, as ztest does).
+# FAKE_FAIL=<substring of the cell> makes that cell exit 3; FAKE_SLEEP=<seconds> makes every cell that long.
 FAKE = textwrap.dedent(r'''
     #!{python}
     import argparse, json, os, sys, time
@@ -135,6 +136,17 @@ def test_list_prints_one_command_per_cell_and_runs_nothing(fake):
     assert fake["journal"].read_text() == ""
 
 
+def test_list_paths_are_relative_to_the_caller(fake, tmp_path):
+    r = subprocess.run(["bash", str(RUN_ALL), "--list", "--python", fake["python"], "--models", "vae",
+                        "--factors", "colour", "--rares", "1", "--out", "myruns", "--data-root", "d"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].endswith(f"--out {tmp_path}/myruns --data-root {tmp_path}/d")
+    r = subprocess.run(["bash", str(RUN_ALL), "--list", "--models", "vae", "--factors", "colour"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)   # from the repository root
+    assert r.stdout.splitlines()[0].endswith("vae.py --factor colour --seed 0 --stage u --out runs")
+
+
 def test_list_sweep_skew_and_stage(fake):
     r = run_all(fake, "--list", "--models", "gan,gan-sd", "--factors", "colour", "--rares", "1",
                 "--lambdas", "0.1,0.8", "--skew", "0.9,0.1", "--stage", "r")
@@ -209,21 +221,25 @@ def test_two_cell_grid_runs_then_skips(fake):
     assert "vae/colour-rare1-seed0: exit 2: fake: error: result.json was made with other settings" in r4.stdout
 
 
-def test_resume_after_interruption_runs_no_cell_twice(fake):
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_resume_after_interruption_runs_no_cell_twice(fake, how):
     args = ["--models", "vae", "--factors", "colour,thin", "--rares", "1,2", "--smoke"]  # 2 U + 4 R cells
     cmd = ["bash", str(RUN_ALL), "--python", fake["python"], "--out", str(fake["out"]),
            "--results", str(fake["results"]), *args]
     env = dict(fake["env"], FAKE_SLEEP="0.6")
     runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+                              text=True, start_new_session=True)
     deadline = time.time() + 60
     while len(journal(fake, "end")) < 2 and time.time() < deadline:   # kill it midway, with a cell running
         time.sleep(0.05)
     while len(journal(fake, "start")) < 3 and time.time() < deadline:
         time.sleep(0.05)
-    runner.send_signal(signal.SIGTERM)
+    if how == "ctrl-c":    # SIGINT to the whole foreground process group, as a terminal sends it
+        os.killpg(runner.pid, signal.SIGINT)
+    else:
+        runner.send_signal(signal.SIGTERM)
     out, _ = runner.communicate(timeout=30)
-    assert runner.returncode == 143, out
+    assert runner.returncode == (130 if how == "ctrl-c" else 143), out
     assert "interrupted" in out
     started = journal(fake, "start")
     ended = journal(fake, "end")
