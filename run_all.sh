@@ -11,8 +11,9 @@
 # single source of truth; this file only enumerates cells, runs them, and renders the tables.
 #
 # Two phases share the D_u models. A D_u model (runs/<run>/<factor>-balanced-seed<s>/) serves both rare
-# digits, so phase 1 trains every D_u model once (`--stage u`), and phase 2 trains the D_r models and
-# evaluates them (`--stage r`). No two running cells ever train the same model, so no lock is needed.
+# digits, so phase 1 trains the oracles of each factor (oracles.py) and every D_u model once (the
+# scripts' `--stage u`), and phase 2 trains the D_r models and runs their z-tests (`--stage r`). No two
+# running cells ever train the same model, so the runner needs no lock of its own.
 #
 # Resumable and idempotent. A cell whose output already exists is skipped (--force redoes it); an
 # interrupted cell is rerun and the script resumes from its own checkpoint. A failing cell is reported
@@ -20,7 +21,7 @@
 #
 # Usage:
 #   bash run_all.sh                          # the paper's grid (sized for a GPU)
-#   bash run_all.sh --quick --factors colour # the CPU preset: Table 1 colour column on a laptop
+#   bash run_all.sh --quick --factors colour --jobs 2   # CPU preset: Table 1's colour column (2 cores)
 #   bash run_all.sh --seeds 0,1,2            # Appendix F: mean/spread of z over seeds, #seeds with L
 #   bash run_all.sh --lambdas 0.1,0.4,0.8,1.6 --models gan,gan-sd --factors colour   # SD sweep
 #   bash run_all.sh --skew 0.9,0.1           # relaxed skew: also runs D_r with p_in 0.9, p_out 0.1
@@ -45,14 +46,16 @@ Grid
   --lambdas LIST   SD strengths for gan-sd; 0.8 is the paper's GAN-SD, others run as gan-sd<L>
                    (default: 0.8; the Appendix D sweep is 0.1,0.4,0.8,1.6)
   --skew P,Q       also run the relaxed skew: D_r with p_in=P, p_out=Q (default: off; strict 1,0 only)
-  --stage S        all, u (only the D_u models) or r (only the D_r models; needs the D_u ones) (default: all)
+  --stage S        all, u (oracles and D_u models only) or r (D_r models only; needs the D_u ones)
+                   (default: all)
 Presets (passed to every script)
   --quick          the documented CPU preset
   --smoke          seconds-long runs, for tests
 Running
-  --jobs N         cells at once (default: 1); with several GPUs, job slot i gets GPU i mod #GPUs
+  --jobs N         cells at once (default: 1); with several GPUs, job slot i gets GPU i mod #GPUs;
+                   without, each cell gets OMP_NUM_THREADS=<cores>/N unless you set it
   --list           print one command per line and run nothing
-  --force          redo cells whose output exists (passed to the scripts as --force)
+  --force          redo cells whose output exists (passed to the scripts as --force; cached oracles stay)
   --out DIR        where the model scripts write their runs (default: runs)
   --results DIR    tables and logs (default: results)
   --python PATH    interpreter (default: .venv/bin/python if present, else python3)
@@ -73,7 +76,7 @@ SD_PAPER=0.8                                      # section 6.3: lambda = 0.8 is
 
 models="vae,gan,gan-sd,ddpm"; factors="colour,thin,thick,swell,fracture,cars"; rares="1,2"; seeds="0"
 lambdas="$SD_PAPER"; skew=""; stage="all"; preset=""; jobs=1; list=0; force=0
-out="runs"; results="results"; python=""; extra=()
+out="runs"; results="results"; python=""; data_root=""; cache_dir=""; device=""; extra=()
 
 need() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "option $1 needs a value (see --help)"; }
 while [[ $# -gt 0 ]]; do
@@ -91,7 +94,9 @@ while [[ $# -gt 0 ]]; do
         --out)      need "$@"; out="$2"; shift 2 ;;
         --results)  need "$@"; results="$2"; shift 2 ;;
         --python)   need "$@"; python="$2"; shift 2 ;;
-        --data-root|--cache-dir|--device) need "$@"; extra+=("$1" "$2"); shift 2 ;;
+        --data-root) need "$@"; data_root="$2"; shift 2 ;;
+        --cache-dir) need "$@"; cache_dir="$2"; shift 2 ;;
+        --device)   need "$@"; device="$2"; shift 2 ;;
         --quick|--smoke) [[ -z "$preset" || "$preset" == "$opt" ]] || die "--quick and --smoke exclude each other"
                     preset="$opt"; shift ;;
         --list)     list=1; shift ;;
@@ -129,7 +134,7 @@ if [[ -n "$skew" ]]; then
 fi
 g() { LC_ALL=C printf '%g' "$1"; }   # numbers as the scripts print them in run names (Python's :g)
 nodup --models "${M[@]}"; nodup --factors "${F[@]}"; nodup --rares "${K[@]}"; nodup --seeds "${S[@]}"
-nodup --lambdas $(for l in "${L[@]}"; do g "$l"; echo; done)
+mapfile -t Lg < <(for l in "${L[@]}"; do g "$l"; echo; done); nodup --lambdas "${Lg[@]}"
 in_list "$stage" all u r || die "bad --stage '$stage'; accepted: all, u, r"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "bad --jobs '$jobs'; accepted: an integer >= 1"
 if [[ -z "$python" ]]; then
@@ -142,10 +147,8 @@ cd_abs() { if [[ "$1" == /* || "$PWD" == "$HERE" ]]; then echo "$1"; else echo "
 out="$(cd_abs "$out")"; results="$(cd_abs "$results")"
 [[ "$python" == */* && "$python" != /* && "$PWD" != "$HERE" ]] && python="$PWD/$python"
 ( cd "$HERE" && command -v "$python" >/dev/null ) || die "--python '$python' is not an executable"
-for i in "${!extra[@]}"; do     # same for --data-root/--cache-dir values
-    if [[ $i -gt 0 && ( "${extra[i-1]}" == --data-root || "${extra[i-1]}" == --cache-dir ) ]]; then
-        extra[i]="$(cd_abs "${extra[i]}")"; fi
-done
+[[ -z "$data_root" ]] || data_root="$(cd_abs "$data_root")"
+[[ -z "$cache_dir" ]] || cache_dir="$(cd_abs "$cache_dir")"
 cd "$HERE"
 
 # --------------------------------------------------------------------------- the grid
@@ -166,8 +169,7 @@ model_cells() {   # model token -> lines "script|options|run name"
 # CompCars runs only when data.py finds its data; otherwise a note, not an error.
 cars=0; cars_note=""
 if in_list cars "${F[@]}"; then
-    root_opt=(); for i in "${!extra[@]}"; do [[ "${extra[i]}" == --data-root ]] && root_opt=("${extra[i+1]}"); done
-    if cars_note="$("$python" - "${root_opt[@]}" <<'EOF' 2>&1
+    if cars_note="$("$python" - ${data_root:+"$data_root"} <<'EOF' 2>&1
 import sys
 import data
 root = data.data_root(sys.argv[1] if len(sys.argv) > 1 else None)
@@ -179,17 +181,28 @@ EOF
 )"; then cars=1; else cars_note="CompCars skipped (Table 3 not produced): ${cars_note:-its data was not found}"; fi
 fi
 
+# Options for every call: the data/cache/device ones go to oracles.py too; the rest only to the models.
+shared=(); [[ -z "$data_root" ]] || shared+=(--data-root "$data_root")
+[[ -z "$cache_dir" ]] || shared+=(--cache-dir "$cache_dir"); [[ -z "$device" ]] || shared+=(--device "$device")
 common=(--out "$out"); [[ -n "$preset" ]] && common+=("$preset"); [[ $force -eq 1 ]] && common+=(--force)
-common+=("${extra[@]}")
+common+=("${shared[@]}" "${extra[@]}")
 
 # A cell is the record "name|file whose existence means done|D_u cell it needs|command", in two lists:
-# phase 1 (U, the D_u models) and phase 2 (R, the D_r models and their evaluation).
+# phase 1 (U: the oracles and the D_u models) and phase 2 (R: the D_r models and their z-tests).
 U=(); R=()
 add_cell() {   # $1 = U or R, $2 = name, $3 = done file, $4 = D_u cell it needs (or ""), rest = command
     local list="$1" rec="$2|$3|$4|"; shift 4
     rec+="$(printf '%q ' "$@")"; rec="${rec% }"
     if [[ "$list" == U ]]; then U+=("$rec"); else R+=("$rec"); fi
 }
+# Phase 1 opens with the two oracles of each factor (section 5.2): oracles.py trains them once into the
+# cache, or just loads them and prints their accuracy. So the D_r cells never queue for them, and with
+# --jobs the training overlaps the D_u models. There is no output file to check: it always runs.
+for f in "${F[@]}"; do
+    if [[ "$f" == cars ]]; then [[ $cars -eq 1 ]] || continue; o=(--dataset cars); else o=(--factor "$f"); fi
+    [[ "$preset" == --smoke ]] && o+=(--smoke)    # smoke oracles for smoke runs; --quick uses the real ones
+    add_cell U "oracles/$f" "" "" "$python" oracles.py "${o[@]}" "${shared[@]}"
+done
 skews=("1|0")
 [[ -n "$skew" ]] && ! [[ "$(g "${Q[0]}")" == 1 && "$(g "${Q[1]}")" == 0 ]] && skews+=("$(g "${Q[0]}")|$(g "${Q[1]}")")
 for m in "${M[@]}"; do
@@ -272,12 +285,13 @@ finish() {   # the cell in slot $1 ended with exit status $2
     name="$(field "${slot_rec[$1]}" 0)"; donef="$(field "${slot_rec[$1]}" 1)"; log="$(log_of "$name")"
     slot_pid[$1]=""; done_n=$((done_n + 1))
     dep="$(field "${slot_rec[$1]}" 2)"
-    if [[ "$rc" -eq 0 && ! -e "$donef" && -n "$dep" && ! -e "$out/$dep/samples.npz" ]]; then
+    if [[ "$rc" -eq 0 && -z "$donef" ]]; then :          # the oracle step: its exit status says it all
+    elif [[ "$rc" -eq 0 && ! -e "$donef" && -n "$dep" && ! -e "$out/$dep/samples.npz" ]]; then
         why="D_r model trained, but no D_u model $dep yet for the z-test: run its --stage u, then this again"
     elif [[ "$rc" -eq 0 && ! -e "$donef" ]]; then why="exit 0 but no $donef"
     elif [[ "$rc" -ne 0 ]]; then why="exit $rc: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | cut -c1-200)"; fi
     echo "=== $name end $(date '+%F %T') ${why:-ok}" >>"$log"
-    if [[ -z "$why" ]]; then status done "$name in $(hms "$took")"; return 0; fi
+    if [[ -z "$why" ]]; then status "done" "$name in $(hms "$took")"; return 0; fi
     failed+=("$name: $why (log: $log)"); bad_u["$name"]=1
     status FAILED "$name in $(hms "$took"): $why"
 }
@@ -311,7 +325,7 @@ run_cells() {   # run the given cell records, $jobs at a time, and wait for all 
     local rec name donef dep cmd slot log
     for rec in "$@"; do
         name="$(field "$rec" 0)"; donef="$(field "$rec" 1)"; dep="$(field "$rec" 2)"; cmd="${rec#*|*|*|}"
-        if [[ $force -eq 0 && -e "$donef" ]]; then
+        if [[ $force -eq 0 && -n "$donef" && -e "$donef" ]]; then
             if [[ "$(preset_of "$donef")" == "${preset:-paper}" ]]; then
                 done_n=$((done_n + 1)); skipped=$((skipped + 1)); status skip "$name (output exists)"; continue
             fi    # made with another preset: the script says so (exit 2) rather than mixing them in a table
@@ -334,10 +348,10 @@ run_cells() {   # run the given cell records, $jobs at a time, and wait for all 
     reap 1
 }
 
-echo "run_all.sh: ${#U[@]} D_u cells, then ${#R[@]} D_r cells, $jobs at a time${gpus:+, on GPUs ${gpus[*]}}"
+echo "run_all.sh: ${#U[@]} oracle and D_u cells, then ${#R[@]} D_r cells, $jobs at a time${gpus:+, on GPUs ${gpus[*]}}"
 echo "run_all.sh: logs in $results/logs/, runs in $out/"
 [[ -z "$cars_note" ]] || echo "note: $cars_note"
-run_cells "${U[@]}"      # phase 1: every D_u model, once
+run_cells "${U[@]}"      # phase 1: the oracles and every D_u model, once
 run_cells "${R[@]}"      # phase 2: the D_r models, each compared with its D_u model
 
 # --------------------------------------------------------------------------- summary

@@ -47,6 +47,11 @@ FAKE = textwrap.dedent(r'''
         open(os.path.join(out, "tables.txt"), "w").write("Table 1 of the fake\n")
         note("ztest", out, *files)
         sys.exit(0)
+    if script == "oracles.py":              # the oracle step: trains nothing here
+        a = sys.argv[2:]
+        name = "oracles/" + ("cars" if "--dataset" in a else a[a.index("--factor") + 1])
+        note("oracle", name, "smoke" if "--smoke" in a else "-")
+        sys.exit(3 if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in name else 0)
     p = argparse.ArgumentParser()
     for o in ("--factor", "--dataset", "--rare", "--seed", "--stage", "--out", "--p-in", "--p-out",
               "--sd-lambda", "--data-root", "--device"):
@@ -125,12 +130,13 @@ def test_list_prints_one_command_per_cell_and_runs_nothing(fake):
                 "--seeds", "0,1", "--quick")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    # D_u cells: 2 models x 2 factors x 2 seeds; D_r cells: twice as many (two rare digits)
-    assert len(lines) == 8 + 16
+    # the oracles of 2 factors; D_u cells: 2 models x 2 factors x 2 seeds; D_r cells: twice as many
+    assert len(lines) == 2 + 8 + 16
     out, py = fake["out"], fake["python"]
-    assert lines[0] == f"{py} vae.py --factor colour --seed 0 --stage u --out {out} --quick"
+    assert lines[:2] == [f"{py} oracles.py --factor colour", f"{py} oracles.py --factor thin"]
+    assert lines[2] == f"{py} vae.py --factor colour --seed 0 --stage u --out {out} --quick"
     assert f"{py} gan.py --sd-lambda 0.8 --factor thin --rare 2 --seed 1 --stage r --out {out} --quick" in lines
-    assert all("--stage u" in l for l in lines[:8]) and all("--stage r" in l for l in lines[8:])
+    assert all("--stage u" in l for l in lines[2:10]) and all("--stage r" in l for l in lines[10:])
     assert len(set(lines)) == len(lines)
     assert not fake["results"].exists() and not fake["out"].exists()   # nothing run, nothing written
     assert fake["journal"].read_text() == ""
@@ -141,10 +147,11 @@ def test_list_paths_are_relative_to_the_caller(fake, tmp_path):
                         "--factors", "colour", "--rares", "1", "--out", "myruns", "--data-root", "d"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0].endswith(f"--out {tmp_path}/myruns --data-root {tmp_path}/d")
+    assert r.stdout.splitlines()[0].endswith(f"oracles.py --factor colour --data-root {tmp_path}/d")
+    assert r.stdout.splitlines()[1].endswith(f"--out {tmp_path}/myruns --data-root {tmp_path}/d")
     r = subprocess.run(["bash", str(RUN_ALL), "--list", "--models", "vae", "--factors", "colour"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)   # from the repository root
-    assert r.stdout.splitlines()[0].endswith("vae.py --factor colour --seed 0 --stage u --out runs")
+    assert r.stdout.splitlines()[1].endswith("vae.py --factor colour --seed 0 --stage u --out runs")
 
 
 def test_list_sweep_skew_and_stage(fake):
@@ -165,12 +172,13 @@ def test_cars_is_a_note_when_absent_and_cells_when_present(fake):
     assert "CompCars skipped" in r.stderr
     r = run_all(fake, "--list", "--models", "vae", "--factors", "cars", env={"FAKE_CARS": "1"})
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[1].endswith("vae.py --dataset cars --rare 0 --seed 0 --stage r --out "
-                                             f"{fake['out']}")
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith("oracles.py --dataset cars") and len(lines) == 3
+    assert lines[2].endswith(f"vae.py --dataset cars --rare 0 --seed 0 --stage r --out {fake['out']}")
     # the relaxed skew is MNIST-only (the scripts refuse --p-in for cars): no skewed cars cell
     r = run_all(fake, "--list", "--models", "vae", "--factors", "cars,thin", "--rares", "1",
                 "--skew", "0.9,0.1", env={"FAKE_CARS": "1"})
-    assert len(r.stdout.splitlines()) == 2 + 3 and r.stdout.count("--p-in") == 1
+    assert len(r.stdout.splitlines()) == 2 + 2 + 3 and r.stdout.count("--p-in") == 1
 
 
 # --------------------------------------------------------------------------- bad options
@@ -196,8 +204,10 @@ def test_two_cell_grid_runs_then_skips(fake):
     res = fake["out"] / "vae" / "colour-rare1-seed0" / "result.json"
     assert json.loads(res.read_text())["cell"] == "vae/colour-rare1-seed0"
     # one status line as each cell starts and ends: [done/total] ... (elapsed ...)
-    assert "[0/2] start  vae/colour-balanced-seed0" in r.stdout
-    assert "[2/2] done   vae/colour-rare1-seed0" in r.stdout and "elapsed" in r.stdout
+    assert "[0/3] start  oracles/colour" in r.stdout              # the oracles first, then the 2 cells
+    assert "[1/3] start  vae/colour-balanced-seed0" in r.stdout
+    assert "[3/3] done   vae/colour-rare1-seed0" in r.stdout and "elapsed" in r.stdout
+    assert journal(fake, "oracle") == ["oracles/colour"] and "oracles/colour smoke" in fake["journal"].read_text()
     log = fake["results"] / "logs" / "vae" / "colour-rare1-seed0.log"
     assert "fake training vae/colour-rare1-seed0" in log.read_text()
     # the tables come from ztest.py with the result files of the grid
@@ -210,7 +220,7 @@ def test_two_cell_grid_runs_then_skips(fake):
     r2 = run_all(fake, "--smoke", "--models", "vae", "--factors", "colour", "--rares", "1")
     assert r2.returncode == 0, r2.stdout + r2.stderr
     assert r2.stdout.count(" skip ") == 2
-    assert len(journal(fake, "start")) == 2
+    assert len(journal(fake, "start")) == 2 and len(journal(fake, "oracle")) == 2   # (cached: just loaded)
     # --force redoes them, and passes --force to the scripts
     r3 = run_all(fake, "--smoke", "--force", "--models", "vae", "--factors", "colour", "--rares", "1")
     assert r3.returncode == 0 and len(journal(fake, "start")) == 4
@@ -226,7 +236,7 @@ def test_resume_after_interruption_runs_no_cell_twice(fake, how):
     args = ["--models", "vae", "--factors", "colour,thin", "--rares", "1,2", "--smoke"]  # 2 U + 4 R cells
     cmd = ["bash", str(RUN_ALL), "--python", fake["python"], "--out", str(fake["out"]),
            "--results", str(fake["results"]), *args]
-    env = dict(fake["env"], FAKE_SLEEP="0.6")
+    env = dict(fake["env"], FAKE_SLEEP="1.2")
     runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True)
     deadline = time.time() + 60
@@ -295,7 +305,7 @@ def test_jobs_run_cells_at_once_one_gpu_each(fake):
     r = run_all(fake, "--jobs", "2", "--models", "vae,gan", "--factors", "colour", "--rares", "1",
                 env={"FAKE_SLEEP": "1.5", "CUDA_VISIBLE_DEVICES": "3,5"})
     assert r.returncode == 0, r.stdout + r.stderr
-    lines = fake["journal"].read_text().splitlines()
+    lines = [l for l in fake["journal"].read_text().splitlines() if not l.startswith("oracle")]
     # both D_u cells start before either ends, each on its own GPU
     assert [l.split()[0] for l in lines[:2]] == ["start", "start"]
     assert sorted(l.split()[3] for l in lines[:2]) == ["3", "5"]
@@ -348,20 +358,21 @@ def test_cell_folders_match_the_real_scripts(tmp_path, monkeypatch):
     grid = ["--factors", "colour,thin", "--rares", "1", "--lambdas", "0.1,0.8", "--skew", "0.9,0.1",
             "--smoke", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     nop = tmp_path / "nop"
-    nop.write_text("#!/bin/sh\nexit 1\n")           # would fail any cell it had to run
+    nop.write_text('#!/bin/sh\n[ "$1" = oracles.py ]\n')   # would fail any model cell it had to run
     nop.chmod(0o755)
     r = subprocess.run(["bash", str(RUN_ALL), "--python", str(nop), "--list", *grid], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) == 30     # (vae, gan, gan-sd0.1, gan-sd, ddpm) x 2 factors x (D_u, D_r, skewed D_r)
-    for line in lines:
+    # 2 oracle steps + (vae, gan, gan-sd0.1, gan-sd, ddpm) x 2 factors x (D_u, D_r, skewed D_r)
+    assert len(lines) == 2 + 30 and all("oracles.py" in l for l in lines[:2])
+    for line in lines[2:]:
         _, script, *argv = shlex.split(line)
         importlib.import_module(script[:-3]).main(argv)
     r = subprocess.run(["bash", str(RUN_ALL), "--python", str(nop), *grid], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1                            # the tables step fails: the outputs are stubs
-    assert "30/30 cells" in r.stdout and "0 ran, 30 skipped" in r.stdout and ", 0 failed" in r.stdout
+    assert "32/32 cells" in r.stdout and "2 ran, 30 skipped" in r.stdout and ", 0 failed" in r.stdout
 
 
 def test_real_scripts_smoke_grid(tmp_path, mnist_root, cache_dir):
@@ -376,9 +387,7 @@ def test_real_scripts_smoke_grid(tmp_path, mnist_root, cache_dir):
     md = (tmp_path / "results" / "tables.md").read_text()
     assert "Table 1" in md and "colour (VAE)" in md and "Table 4" in md
     assert (tmp_path / "results" / "table1.csv").exists() and (tmp_path / "results" / "tables.tex").exists()
-    # rerun: both cells skipped, the tables written again
-    r2 = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r2.returncode == 0 and r2.stdout.count(" skip ") == 2, r2.stdout + r2.stderr
+    assert "oracles: mnist colour" in (tmp_path / "results" / "logs" / "oracles" / "colour.log").read_text()
 
 
 def test_stage_r_without_du_models_says_so(fake):
@@ -389,7 +398,7 @@ def test_stage_r_without_du_models_says_so(fake):
     assert r.returncode == 0 and journal(fake, "start")[-1] == "vae/colour-balanced-seed0"
     assert not journal(fake, "ztest")                   # --stage u: no D_r results, no tables
     r = run_all(fake, "--models", "vae", "--factors", "colour", "--rares", "1")
-    assert r.returncode == 0 and "1 ran, 1 skipped" in r.stdout
+    assert r.returncode == 0 and "2 ran, 1 skipped" in r.stdout       # the oracle step and the D_r cell
 
 
 def test_failing_tables_step_is_reported(fake):
