@@ -38,7 +38,7 @@ TARGET = {"mnist": 0.98, "cars": 0.92}           # issue 3 (MNIST); the paper's 
 SEED = 0                                         # the oracles' own training seed, part of the recipe
 SMOKE = {"limit": 1000, "epochs": 1}             # tests: the first 1,000 MNIST digits, one epoch
 WIDTH = (16, 32)                                 # channels per conv stage (a third stage for 64x64)
-VERSION = 2                                      # bump when the architecture or the recipe changes
+VERSION = 3                                      # bump when the architecture or the recipe changes
 
 
 # --------------------------------------------------------------------------- data
@@ -54,16 +54,18 @@ def load_data(factor, dataset="mnist", root=None, cache_dir=None, data_seed=0, l
 
 # --------------------------------------------------------------------------- model
 class OracleCNN(nn.Module):
-    """A small CNN: [conv3x3 -> batch norm -> ReLU -> maxpool2] x 2 (x 3 for 64x64), 64 hidden units.
+    """A small CNN: [conv3x3 -> maxpool2 -> batch norm -> ReLU] x 2 (x 3 for 64x64), 64 hidden units.
     The paper's Appendix A architecture is not available. Small, so that both oracles of a factor train
     in minutes on a 2-core CPU (BENCHMARKS.md); batch norm, because with the paper's plain SGD (lr 0.01,
-    momentum 0.5) the same network without it is still near chance after the first few hundred steps."""
+    momentum 0.5) the same network without it is still near chance after the first few hundred steps.
+    Pooling comes straight after the conv so that batch norm and ReLU run on a quarter of the positions:
+    with channels-last tensors a training step is about 1.5x faster than conv-BN-ReLU-pool on this CPU."""
     def __init__(self, n_out, size=28):
         super().__init__()
         chans = WIDTH + ((64,) if size > 32 else ())
         layers, c = [], 3
         for w in chans:
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.ReLU()]
             c, size = w, size // 2
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.head = nn.Sequential(nn.Linear(c * size * size, 64), nn.ReLU(), nn.Linear(64, n_out))
@@ -79,15 +81,21 @@ def _new_net(n_out, size, device, seed):
 
 
 # --------------------------------------------------------------------------- training
+def _floats(xb):
+    """uint8 batch -> float in [0, 1], channels-last (about 1.3x faster convolutions on this CPU)."""
+    return xb.float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
 def _fit(net, x, t, epochs, gen, desc):
     """SGD with momentum on cross-entropy (section 5.2); x uint8 on the device, batches by indexing."""
+    net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
     net.train()
     for ep in range(epochs):
         bar = ztest.progress(torch.randperm(len(x), generator=gen, device=x.device).split(BATCH),
                              desc=f"{desc} epoch {ep + 1}/{epochs}")
         for idx in bar:
-            loss = F.cross_entropy(net(x[idx].float().div_(255)), t[idx])
+            loss = F.cross_entropy(net(_floats(x[idx])), t[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -100,7 +108,7 @@ def _fit(net, x, t, epochs, gen, desc):
 @torch.inference_mode()
 def _logits(net, x, batch_size=1024):
     dev = next(net.parameters()).device
-    return torch.cat([net(torch.as_tensor(x[i:i + batch_size]).to(dev).float().div_(255)).float().cpu()
+    return torch.cat([net(_floats(torch.as_tensor(x[i:i + batch_size]).to(dev))).float().cpu()
                       for i in range(0, len(x), batch_size)])
 
 
