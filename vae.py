@@ -8,8 +8,10 @@ a mitigation to try for VAEs: `--beta B` multiplies the KL term (beta-VAE, Higgi
 is then named VAE-b<B> and saved under runs/vae-b<B>/ so it never overwrites the beta = 1 run.
 
 Run it:
-    python vae.py --factor colour --rare 1            # the paper's protocol (sized for a GPU)
-    python vae.py --factor colour --rare 1 --quick    # documented CPU preset, <= 10 min on 2 cores
+    python vae.py --factor colour --rare 1            # full protocol: 30 epochs per model
+    python vae.py --factor colour --rare 1 --quick    # CPU preset: 7 min from cold, measured with
+                                                      # OMP_NUM_THREADS=1 (on a busy 2-core box two
+                                                      # threads were up to 9x slower; BENCHMARKS.md)
     python vae.py --factor thick --rare 2 --beta 4    # beta-VAE mitigation
     python vae.py --dataset cars --rare 0             # CompCars 64x64, rare class = Volkswagen
 Outputs: runs/vae/<factor>-balanced-seed<s>/ (D_u model) and runs/vae/<factor>-rare<k>-seed<s>/ (D_r
@@ -32,8 +34,10 @@ Choices (the paper's Appendix A with its architectures and training details is n
   arbitrary weight acts as a hidden beta, so "beta = 1" would no longer mean the plain ELBO. (BCE on
   non-binary targets is not a normalised density, see the continuous Bernoulli of Loaiza-Ganem &
   Cunningham 2019; this only shifts the ELBO by a constant per image and does not change the optimum.)
-- Training: Adam, lr 1e-3, batch 128, 30 epochs: the reconstruction term has flattened by then and the
-  samples are clean digits with the right colour (see BENCHMARKS.md for the CPU cost).
+- Training: Adam, lr 1e-3, batch 128, 30 epochs (13,600 steps on the 58,000 digits). Colour is learned
+  early: the first ~300 steps decode red+green blends, after ~1,400 steps (--quick's 3 epochs) the digits
+  are legible and cleanly red or green; the remaining epochs sharpen strokes. The full 30 epochs were
+  not run to the end on the CPU box (about 15 min per model with one thread, see BENCHMARKS.md).
 """
 import math
 
@@ -48,8 +52,8 @@ EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015); chosen here,
 LATENT, WIDTH = 20, 32
 
 # Presets fill only the options the user did not set (ztest.parse_args). --quick: the documented CPU preset,
-# <= 10 minutes from cold on 2 cores with the oracles (see BENCHMARKS.md): all digits but 3 epochs, about
-# 1,400 Adam steps per model, enough to separate red from green (the first ~300 steps make grey-ish
+# <= 10 minutes from cold with the oracles (7 min measured on one thread, BENCHMARKS.md): all digits, 3 epochs,
+# about 1,400 Adam steps per model, enough to separate red from green (the first ~300 steps make grey-ish
 # red+green blends) and to give legible digits. All digits rather than a --subset, because data.py caches
 # the morphological renderings of the full split: a subset would render its digits again.
 # --smoke: seconds, for the tests (plus ztest's own smoke preset: 300 digits, 100 samples).
@@ -75,9 +79,9 @@ def check(args):
     if not (args.beta > 0 and math.isfinite(args.beta)):
         return f"--beta {args.beta:g} out of range; accepted: a finite number > 0 (1 = the plain VAE, > 1 = beta-VAE)"
     if args.latent < 1:
-        return f"--latent must be >= 1 (got {args.latent})"
+        return f"--latent {args.latent} out of range; accepted: an integer >= 1"
     if args.width < 1:
-        return f"--width must be >= 1 (got {args.width})"
+        return f"--width {args.width} out of range; accepted: an integer >= 1"
     return None
 
 

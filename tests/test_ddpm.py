@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _args(**kw):
-    base = dict(width=8, res_blocks=1, ema_decay=0.9, lr=1e-3, batch_size=16, sample_steps=0,
+    base = dict(width=8, res_blocks=1, patch=1, ema_decay=0.9, lr=1e-3, batch_size=16, sample_steps=0,
                 eta=0.0, sample_batch=1000, sampler="test")
     return types.SimpleNamespace(**{**base, **kw})
 
@@ -65,9 +65,9 @@ def test_ddim_with_eta_1_over_all_steps_is_algorithm_2(monkeypatch):
 
 
 # --------------------------------------------------------------------------- the network
-@pytest.mark.parametrize("shape", [(3, 28, 28), (3, 64, 64)])
-def test_shapes(shape):
-    state = ddpm.init(_args(), shape, torch.device("cpu"), torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("shape, patch", [((3, 28, 28), 1), ((3, 64, 64), 1), ((3, 28, 28), 2), ((3, 64, 64), 4)])
+def test_shapes(shape, patch):
+    state = ddpm.init(_args(patch=patch), shape, torch.device("cpu"), torch.Generator().manual_seed(0))
     net = state["models"]["unet"]
     x = torch.randn(3, *shape)
     assert net(x, torch.tensor([0, 500, 999])).shape == x.shape
@@ -76,6 +76,8 @@ def test_shapes(shape):
     assert set(state["models"]) == {"unet", "ema"} and set(state["opts"]) == {"unet"}
     with pytest.raises(ValueError, match="28x28"):
         ddpm.UNet((3, 32, 32))
+    with pytest.raises(ValueError, match="patch 3"):
+        ddpm.UNet((3, 28, 28), patch=3)
 
 
 @pytest.mark.parametrize("width", [8, 16, 64])
