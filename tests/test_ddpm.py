@@ -109,10 +109,10 @@ def test_init_and_training_are_deterministic_and_ema_follows():
     net, ema = runs[0][1]["models"]["unet"], runs[0][1]["models"]["ema"]
     assert ema.updates.item() == 6                                    # 2 epochs x 3 batches
     assert not any(p.requires_grad for p in ema.parameters())
-    w_e, w_n = ema.net.stem.weight.clone(), net.stem.weight.detach()
+    w_e, w_n = ema.net.stem[1].weight.clone(), net.stem[1].weight.detach()
     ema.update(net)                                                   # e <- d e + (1 - d) p, d = min(0.9, 8/17)
     d = min(0.9, (1 + 7) / (10 + 7))
-    assert torch.allclose(ema.net.stem.weight, d * w_e + (1 - d) * w_n, atol=1e-6)
+    assert torch.allclose(ema.net.stem[1].weight, d * w_e + (1 - d) * w_n, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- the protocol, end to end
