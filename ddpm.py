@@ -32,8 +32,8 @@ Choices (the paper's Appendix A with its architectures is not available):
   against overfitting on CIFAR-10 at 800k steps; ours are short runs, and every draw stays on `gen`).
 - Length: 40 epochs of 58,000 digits at batch 128 = 18,000 steps, where small MNIST DDPMs give clean
   digits; EMA decay 0.999 (Ho et al.'s 0.9999 suits their 800k steps; it would average over most of ours).
-- --quick (CPU): 8 epochs of the first 12,000 digits (10,000 after the validation hold-out) at batch 64,
-  about 1,250 Adam steps at lr 1e-3, width 32, one block per resolution, 25 DDIM steps. --patch 2 folds
+- --quick (CPU): 8 epochs of the first 12,000 digits (10,800 after the validation hold-out) at batch 64,
+  1,352 Adam steps at lr 1e-3, width 32, one block per resolution, 25 DDIM steps. --patch 2 folds
   2x2 pixel patches into channels (PixelUnshuffle), so the U-Net runs at 14-7 instead of 28-14-7 and
   affords width 32 (0.66M parameters) at a lower cost per image than width 16 at full resolution.
   It meets its time (12 min 21 s from cold), but a DDPM needs far more compute than a CPU gives in
