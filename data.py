@@ -2,19 +2,31 @@
 
 MNIST with the five generative factors (colour and the four Morpho-MNIST perturbations: thinning,
 thickening, swelling, fracture), the balanced dataset D_u and the skewed dataset D_r of section 4,
-and the CompCars subset (Volkswagen / Toyota in black / white).
+and the CompCars subset (Volkswagen / Toyota in black / white). It also holds the few helpers that
+every script shares (one-line errors, atomic files, progress bars, locks, device and seeds), since it
+is the module that all the others import.
 
     python data.py --factor thin --rare 1 --out preview.png   # labelled grid + per-class counts
     python data.py --benchmark                                  # time all 70k digits x 5 renderings
 """
+import argparse
+import contextlib
+import csv
+import fcntl
 import functools
 import hashlib
+import io
+import json
+import math
 import multiprocessing
 import os
+import random
+import re
 import sys
 import tempfile
 
 import numpy as np
+import torch
 from scipy import ndimage as ndi
 from skimage import draw, morphology, transform
 from tqdm import tqdm
@@ -23,6 +35,142 @@ from tqdm import tqdm
 FACTORS = ("colour", "thin", "thick", "swell", "fracture")
 MORPH_OPS = ("thin", "thick", "swell", "fracture")
 N_VAL = 2000                       # balanced validation digits held out of the MNIST train split
+DATASETS = ("mnist", "cars")
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+CAR_SIZE = 64                      # CompCars images are resized to 64x64
+
+
+# --- shared helpers: one-line errors, atomic files, progress bars, locks, device and seeds ------
+# Every script stops on bad input and writes its files through these few functions, so that each
+# of those things is done one way. They sit here, at the bottom of the import chain
+# (data -> oracles -> ztest -> vae, gan, ddpm), because data.py needs them too.
+def fail(msg, code=2):
+    """Stop with one line on stderr, '<script>: error: <msg>', and an exit code (2: bad input, 1: a run
+    that failed); never a traceback."""
+    print(f"{os.path.basename(sys.argv[0])}: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, write, mode="wb"):
+    """Write `path` with write(fh) into a temp file in the same folder, then os.replace: a reader never
+    sees a half-written file. The file gets the usual permissions (0666 less the umask), not the 0600 of
+    the temp file, so that collaborators on a shared machine can read results."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def json_safe(v):
+    """NaN/inf -> null, numpy scalars -> Python, tuples -> lists: standard JSON."""
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    return v
+
+
+def save_json(obj, path):
+    atomic_write(path, lambda fh: fh.write(json.dumps(json_safe(obj), indent=1, allow_nan=False)), mode="w")
+
+
+def save_text(text, path):
+    atomic_write(path, lambda fh: fh.write(text), mode="w")
+
+
+def text_grid(head, body):
+    """Rows of cells as right-aligned text columns under a header line."""
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def progress(iterable, desc="", total=None, **kw):
+    """A tqdm bar that vanishes when done; in logs (no terminal) it updates every 10 s only."""
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 10.0, **kw)
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """An exclusive fcntl lock on `path`, held until the block ends (released if the process dies)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {path}: another run holds it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def pick_device(spec="auto", announce=True):
+    """auto -> CUDA when available, else the CPU; cpu; cuda; cuda:N. An unavailable one raises ValueError."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(spec))
+    if not m:
+        raise ValueError(f"--device {spec!r} not understood; accepted: auto, cpu, cuda, cuda:N")
+    if spec != "cpu":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or int(m.group(1) or 0) >= n:
+            raise ValueError(f"--device {spec}: no such CUDA device ({n} visible); accepted: auto, cpu"
+                             + (f", cuda:0..{n - 1}" if n else ""))
+    device = torch.device(spec)
+    if device.type == "cuda" and device.index is None:   # the current device, never a hard-coded cuda:0
+        device = torch.device("cuda", torch.cuda.current_device())
+    if announce:
+        what = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+        print(f"device: {device} ({what})")
+    return device
+
+
+def set_seed(seed, device="cpu"):
+    """Seed Python, numpy and torch (CPU and CUDA), and return a torch.Generator on `device` seeded with
+    `seed`: the explicit source of every random draw of the training code."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def amp_dtype(device):
+    """The autocast dtype: bf16 on CUDA GPUs that support it, else fp16 (which needs a GradScaler);
+    None on the CPU, where AMP is off."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device):
+    """Mixed precision for a forward pass: torch.autocast on CUDA (see amp_dtype), a no-op on the CPU."""
+    dtype = amp_dtype(device)
+    return torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 # --- data roots and loading ------------------------------------------------------------------
@@ -374,24 +522,6 @@ def morphometrics(images):
 
 
 # --- cache: .npz per (MNIST split, rendering, seed), keyed by recipe and input digest -----------
-def _save_npz(path, **arrays):
-    """Atomic write: a temp file in the same folder, then os.replace. Never leaves a partial file."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _load_cached(path, key):
     """The cached images, or None when the file is missing, truncated, corrupt or of another recipe."""
     if not os.path.exists(path):
@@ -425,7 +555,8 @@ def _renderings(images, op, seed, split, cache, workers=None, progress=True):
         built = _render(images, todo, seed, workers, progress, desc=f"{split} {'+'.join(todo)}")
         for r, arr in built.items():
             try:
-                _save_npz(paths[r], images=arr, key=keys[r], sha1=hashlib.sha1(arr.tobytes()).hexdigest())
+                atomic_write(paths[r], lambda fh: np.savez_compressed(
+                    fh, images=arr, key=keys[r], sha1=hashlib.sha1(arr.tobytes()).hexdigest()))
             except OSError as e:
                 print(f"data: could not write cache {paths[r]} ({e}); continuing without it",
                       file=sys.stderr)
@@ -517,7 +648,7 @@ CARS_FILES = ("image", "sv_make_model_name.mat", "color_list.mat", "train_survei
               "test_surveillance.txt")
 
 
-def _cars_dir(root):
+def cars_dir(root):
     """The sv_data folder under `root` (or `root` itself), checked for every file CompCars needs."""
     found = [d for d in (os.path.join(root, "sv_data"), os.path.join(root, "CompCars", "sv_data"), root)
              if os.path.isdir(os.path.join(d, "image"))]
@@ -572,7 +703,7 @@ def load_compcars(root, size=64, split=None):
     from PIL import Image
     if split not in (None, "train", "test"):
         raise ValueError(f"unknown CompCars split {split!r}; accepted: None, train, test")
-    folder = _cars_dir(root)
+    folder = cars_dir(root)
     rows = [r for r in _compcars_index(folder) if split in (None, r[3])]
     if not rows:
         raise FileNotFoundError(f"CompCars folder {folder} has no black or white Volkswagen/Toyota images")
@@ -611,6 +742,305 @@ def make_cars_dataset(root, rare=False, split="train", size=64, seed=0):
         raise FileNotFoundError(f"CompCars under {root} lacks images for one make/colour cell")
     idx = np.sort(idx)
     return x[idx], y[idx], f[idx]
+
+
+# --- the run steps the model scripts share ----------------------------------------------------
+# vae.py, gan.py and ddpm.py own their training loops. What all three need is written once here, as small
+# functions with explicit arguments, in the order a script calls them: options, run folders, the data,
+# checkpoints with RNG states, samples. The last step, ztest.evaluate, labels the samples and runs eq. 1.
+
+# Options that never change a trained model; every other option is part of a checkpoint's identity.
+NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke")
+# Common presets; a model script's presets override them, an explicit option overrides both.
+BASE_PRESETS = {"quick": {}, "smoke": {"samples": 100, "subset": 300}}
+SAMPLING_SEED = 1_000_003     # sampling draws from its own stream, seeded with seed + SAMPLING_SEED
+
+
+def common_parser(doc, epochs, batch_size, lr, samples=1000):
+    """The options every model script shares (defaults: the paper's protocol). `epochs`, `batch_size`
+    and `lr` are the model's own defaults; the model adds its options to the returned parser."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--factor", default="colour", choices=FACTORS, help="generative factor (default: colour)")
+    a("--dataset", default="mnist", choices=DATASETS, help="mnist or the CompCars subset (default: mnist)")
+    a("--rare", type=int, default=1, help="class k with the rare factor in D_r: 0..9 for MNIST, 0 "
+      "(Volkswagen) for cars (default: 1; 0 with --dataset cars)")
+    a("--p-in", type=float, default=1.0, help="share of class k with the factor in D_r (Appendix E; default: 1.0)")
+    a("--p-out", type=float, default=0.0, help="share of other classes with the factor in D_r (default: 0.0)")
+    a("--samples", type=int, default=samples, help=f"M, images sampled per model (default: {samples})")
+    a("--seed", type=int, default=0, help="training and sampling seed (default: 0)")
+    a("--data-seed", type=int, default=0, help="seed of the datasets' factor assignment (default: 0)")
+    a("--data-root", default=None, help="MNIST root (default: $RGF_DATA_ROOT, else ./data)")
+    a("--cache-dir", default=None, help="cache for perturbed digits and oracles (default: <data-root>/rgf-cache)")
+    a("--out", default="runs", help="output folder (default: runs)")
+    a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = CUDA when present)")
+    a("--epochs", type=int, default=epochs, help=f"training epochs per model (default: {epochs})")
+    a("--batch-size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
+    a("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
+    a("--subset", type=int, default=0, help="build D_u and D_r from the first N MNIST training digits; "
+      "0 = all (default: 0)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="CPU preset: fewer epochs / a subset (default: off)")
+    g.add_argument("--smoke", action="store_true", help="seconds-long run for the tests (default: off)")
+    a("--force", action="store_true", help="retrain even when checkpoints or results exist (default: off)")
+    a("--stage", default="both", choices=("both", "u", "r"), help="both: D_u if needed, then D_r, then the "
+      "z-test; u: only the D_u model; r: only the D_r model (default: both)")
+    return p
+
+
+def _explicit(parser, argv):
+    """The destinations the user set on the command line (parse again with every default suppressed)."""
+    saved = [(a, a.default) for a in parser._actions]
+    try:
+        for a, _ in saved:
+            a.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for a, d in saved:
+            a.default = d
+
+
+def _check_common(a):
+    if a.dataset == "cars":
+        if a.rare != 0:
+            return f"--rare {a.rare} is not available for cars; accepted: 0 (Volkswagen)"
+        if a.factor != "colour":
+            return f"--factor {a.factor} is not available for cars; accepted: colour"
+        if (a.p_in, a.p_out) != (1.0, 0.0):
+            return "--p-in/--p-out are MNIST-only; cars use the paper's extreme skew"
+    elif not 0 <= a.rare <= 9:
+        return f"--rare {a.rare} out of range; accepted: 0..9"
+    for name, v in (("--p-in", a.p_in), ("--p-out", a.p_out)):
+        if not 0.0 <= v <= 1.0:
+            return f"{name} {v:g} out of range; accepted: a number in [0, 1]"
+    for name, v, lo in (("--samples", a.samples, 1), ("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 1),
+                        ("--subset", a.subset, 0), ("--seed", a.seed, 0), ("--data-seed", a.data_seed, 0)):
+        if v < lo:
+            return f"{name} {v} out of range; accepted: an integer >= {lo}"
+    if not a.lr > 0:
+        return f"--lr {a.lr:g} out of range; accepted: a number > 0"
+    try:
+        pick_device(a.device, announce=False)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def parse_args(parser, argv=None, presets=None, check=None):
+    """Parse, apply the --quick / --smoke preset to every option the user did not set explicitly, then
+    validate (common checks, then check(args) -> error string or None). Errors: one line, exit 2."""
+    parser.error = fail                  # argparse's own errors: one line too
+    args = parser.parse_args(argv)
+    explicit = _explicit(parser, argv)
+    for mode in ("quick", "smoke"):
+        if getattr(args, mode):
+            for k, v in {**BASE_PRESETS[mode], **(presets or {}).get(mode, {})}.items():
+                if not hasattr(args, k):
+                    raise ValueError(f"preset {mode!r} sets unknown option {k!r}")
+                if k not in explicit:
+                    setattr(args, k, v)
+    if args.dataset == "cars" and "rare" not in explicit:
+        args.rare = 0
+    msg = _check_common(args) or (check(args) if check else None)
+    if msg:
+        fail(msg)
+    return args
+
+
+def cell_names(args):
+    """Folders of the D_u model (shared by every rare class) and of the D_r cell, e.g.
+    colour-balanced-seed0 and colour-rare1-seed0 (colour-rare1-pin0.9-pout0.1-seed0, cars-rare0-seed0)."""
+    pre = "cars" if args.dataset == "cars" else args.factor
+    ds = f"-ds{args.data_seed}" if args.data_seed else ""
+    skew = "" if (args.p_in, args.p_out) == (1.0, 0.0) else f"-pin{args.p_in:g}-pout{args.p_out:g}"
+    return f"{pre}-balanced{ds}-seed{args.seed}", f"{pre}-rare{args.rare}{skew}{ds}-seed{args.seed}"
+
+
+def run_dirs(args, run_name):
+    """{"u": <out>/<run_name>/<factor>-balanced-seed<s>, "r": <out>/<run_name>/<factor>-rare<k>-seed<s>}.
+    The D_u model is shared by every rare class k."""
+    u, r = cell_names(args)
+    return {"u": os.path.join(args.out, run_name, u), "r": os.path.join(args.out, run_name, r)}
+
+
+def stages(args):
+    """The models this run trains, in the order of section 4: D_u, then D_r (--stage picks one)."""
+    return ("u", "r") if args.stage == "both" else (args.stage,)
+
+
+def load_split(args, which, device):
+    """D_u (which="u"), D_r ("r") or the balanced validation digits ("val") built by py with the
+    data seed, as tensors on `device`: x float [N,3,H,W] in [0, 1], y and f int64. --subset limits the
+    MNIST digits used. Data that cannot be built stop the run with one line (exit 2)."""
+    try:
+        if args.dataset == "cars":
+            # CompCars has no held-out validation split: the paper's 185 validation cars are its test images
+            x, y, f = make_cars_dataset(data_root(args.data_root), rare=which == "r",
+                                             split="test" if which == "val" else "train", size=CAR_SIZE,
+                                             seed=args.data_seed)
+            if args.subset and which != "val":
+                keep = np.sort(np.random.default_rng(args.data_seed).permutation(len(y))[: args.subset])
+                x, y, f = x[keep], y[keep], f[keep]
+        else:
+            x, y, f = make_dataset(args.factor, "val" if which == "val" else "train",
+                                        rare=args.rare if which == "r" else None, p_in=args.p_in,
+                                        p_out=args.p_out, seed=args.data_seed, root=args.data_root,
+                                        cache_dir=args.cache_dir, limit=args.subset or None)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    if tuple(x.shape[1:]) != image_shape(args):
+        fail(f"{which} images have shape {tuple(x.shape[1:])}, expected {image_shape(args)}")
+    x = torch.from_numpy(np.ascontiguousarray(x)).to(device).float().div_(255)
+    return x, torch.as_tensor(y, device=device), torch.as_tensor(f, device=device)
+
+
+def image_shape(args):
+    return (3, CAR_SIZE, CAR_SIZE) if args.dataset == "cars" else (3, 28, 28)
+
+
+def identity(args, which, eval_keys=()):
+    """The options that define a trained model (D_u ignores the rare class and the skew). eval_keys:
+    options that change only sampling (a sampler's step count), never the model."""
+    skip = set(NOT_TRAINING) | set(eval_keys) | ({"rare", "p_in", "p_out"} if which == "u" else set())
+    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+
+
+def sample_key(args, which, eval_keys):
+    return json.dumps({**identity(args, which, eval_keys), "samples": args.samples,
+                       **{k: getattr(args, k) for k in eval_keys}}, sort_keys=True)
+
+
+def check_identity(path, saved, ident):
+    diff = sorted(k for k in set(saved) | set(ident) if saved.get(k) != ident.get(k))
+    if diff:
+        was = ", ".join(f"{k}={saved.get(k)!r} (now {ident.get(k)!r})" for k in diff)
+        fail(f"{path} was made with other settings: {was}; use --force to redo it or --out for a "
+                  f"separate folder")
+
+
+def open_checkpoint(cell, args, which, started, eval_keys=()):
+    """The checkpoint in `cell` to resume from (a dict), or None to train afresh. One made with other
+    settings is refused with one line that names them (exit 2). --force trains afresh, except a D_u
+    model that a parallel run, also forced, finished after this run `started` (a time.time())."""
+    path = os.path.join(cell, "ckpt.pt")
+    if not os.path.exists(path):
+        return None
+    ck = torch.load(path, map_location="cpu", weights_only=False)   # our own file: it holds RNG states
+    if args.force and not (which == "u" and ck["epoch"] >= args.epochs and os.path.getmtime(path) >= started):
+        return None
+    if "state" not in ck:
+        fail(f"{path} was written by an older version of this script; use --force to retrain")
+    check_identity(path, ck["identity"], identity(args, which, eval_keys))
+    return ck
+
+
+def _rng_state(gen):
+    return {"gen": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
+
+
+def restore(ck, parts, gen, label):
+    """Load every named part (modules, optimisers, a GradScaler: anything with load_state_dict) and the
+    RNG states from checkpoint `ck`. Returns (epochs done, history, extra); (0, [], None) when ck is None."""
+    if ck is None:
+        return 0, [], None
+    for name, part in parts.items():
+        part.load_state_dict(ck["state"][name])
+    rng = ck["rng"]
+    gen.set_state(rng["gen"])
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    print(f"{label}: resuming after epoch {ck['epoch']}")
+    return ck["epoch"], ck["history"], ck.get("extra")
+
+
+def save_checkpoint(cell, parts, gen, epoch, args, which, history, extra=None, eval_keys=()):
+    """After each epoch: ckpt.pt (atomic) with every named part's state_dict, the epoch, the RNG states,
+    the settings and the history (and `extra`, anything picklable the script wants back on resume);
+    then history.csv, the losses per epoch."""
+    ck = {"state": {name: part.state_dict() for name, part in parts.items()}, "epoch": epoch,
+          "rng": _rng_state(gen), "config": vars(args), "identity": identity(args, which, eval_keys),
+          "history": history, "extra": extra}
+    atomic_write(os.path.join(cell, "ckpt.pt"), lambda fh: torch.save(ck, fh))
+    save_csv(history, os.path.join(cell, "history.csv"))
+
+
+def save_csv(rows, path):
+    """A list of dicts as CSV (columns in order of first appearance), written atomically."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    save_text(buf.getvalue(), path)
+
+
+def save_config(cell, which, n_images, device, args):
+    save_json({"which": which, "images": n_images, "device": str(device), "torch": torch.__version__,
+                    "config": vars(args)}, os.path.join(cell, "config.json"))
+
+
+def stop_if_not_finite(losses, label, epoch, cell):
+    """A NaN or infinite loss ends the run with one line (exit 1); the last good checkpoint stays."""
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if bad:
+        fail(f"{label} training stopped: non-finite loss in epoch {epoch + 1} ("
+                  + ", ".join(f"{k}={v}" for k, v in bad.items()) + f"). The last good checkpoint (epoch "
+                  f"{epoch}) is kept in {os.path.join(cell, 'ckpt.pt')}; rerun with --force and a lower --lr "
+                  f"or another --seed", code=1)
+
+
+def log_epoch(label, history, args, device, first):
+    """One line per epoch; after the first epoch of a long CPU run, how long the rest will take."""
+    row = history[-1]
+    print(f"{label} epoch {row['epoch']}/{args.epochs}  " + "  ".join(
+        f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
+    left = row["seconds"] * (args.epochs - row["epoch"])
+    if first and device.type == "cpu" and not (args.quick or args.smoke) and left > 900:
+        print(f"{label}: about {left / 60:.0f} more minutes on this CPU; --quick is the CPU preset")
+
+
+def sampling_generator(seed, device):
+    """Sampling draws from its own stream, so that M samples do not depend on how training ended."""
+    return torch.Generator(device=device).manual_seed(seed + SAMPLING_SEED)
+
+
+def cached_samples(cell, args, which, eval_keys=()):
+    """The samples saved in `cell` by a run with the same settings (same model, M and sampler), or None."""
+    path = os.path.join(cell, "samples.npz")
+    if os.path.exists(path):
+        with np.load(path) as z:
+            if str(z["key"]) == sample_key(args, which, eval_keys):
+                return z["x"]
+    return None
+
+
+def save_samples(cell, x, args, which, eval_keys=()):
+    """samples.npz (uint8 [M,3,H,W], keyed by the settings) and samples.png, a 10x10 grid of the first 100."""
+    x = x.cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    if x.dtype != np.uint8 or x.shape != (args.samples,) + image_shape(args):
+        fail(f"sampling gave {x.dtype} {x.shape}; expected uint8 {(args.samples,) + image_shape(args)}",
+                  code=1)
+    key = np.array(sample_key(args, which, eval_keys))
+    atomic_write(os.path.join(cell, "samples.npz"), lambda fh: np.savez_compressed(fh, x=x, key=key))
+    save_grid(x, os.path.join(cell, "samples.png"))
+    return x
+
+
+def save_grid(images, path, rows=10):
+    """A rows x rows grid PNG of the first rows^2 uint8 images [N,3,H,W] (black where fewer)."""
+    from PIL import Image
+    x = np.asarray(images, dtype=np.uint8)[: rows * rows]
+    n, c, h, w = x.shape
+    grid = np.zeros((rows * h, rows * w, 3), dtype=np.uint8)
+    for i in range(n):
+        grid[(i // rows) * h:(i // rows + 1) * h, (i % rows) * w:(i % rows + 1) * w] = x[i].transpose(1, 2, 0)
+    atomic_write(path, lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
+
 
 
 # --- command line: preview grid and benchmark ----------------------------------------------------
@@ -657,11 +1087,7 @@ def preview(args):
         ax.set_xticks([g.shape[1] / 4, 3 * g.shape[1] / 4], ["f = 0", "f = 1"])
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(args.out))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, args.out)
+    atomic_write(args.out, lambda fh: fig.savefig(fh, format="png", dpi=100))
     print(f"saved {args.out}")
 
 
@@ -716,7 +1142,7 @@ def main(argv=None):
     p.add_argument("--benchmark", action="store_true", help="time the 70k x 5 build (default off)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--sample", type=int, default=300, help="benchmark reference sample (default 300)")
-    p.error = lambda msg: _fail(msg)            # argparse errors: one line, exit 2
+    p.error = fail                              # argparse errors: one line, exit 2
     args = p.parse_args(argv)
     try:
         if args.dataset not in ("mnist", "cars"):
@@ -729,12 +1155,7 @@ def main(argv=None):
         args.data_root = data_root(args.data_root)
         benchmark(args) if args.benchmark else preview(args)
     except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
-
-
-def _fail(msg):
-    print(f"data.py: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+        fail(str(e))
 
 
 if __name__ == "__main__":

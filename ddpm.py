@@ -8,58 +8,58 @@ al. (2020), sampling Algorithm 2 (ancestral, all T steps) or, with --sample-step
 deterministic sampler of DDIM (Song et al. 2021, eq. 12) over N of the T steps. The sampler is recorded in
 the run's config ("sampler" in config.json / result.json) but is not part of the trained model's identity:
 after deleting a cell's result.json, a run with another sampler reuses both checkpoints and only resamples.
+It also saves confidence.json: the share of samples the label oracle is confident about (legible digits).
 
 Run it:
     python ddpm.py --factor colour --rare 1                   # paper-length settings (a GPU job)
-    python ddpm.py --factor colour --rare 1 --quick           # CPU preset, <= 15 min on 2 cores (BENCHMARKS.md)
+    python ddpm.py --factor colour --rare 1 --quick           # the CPU preset (below, BENCHMARKS.md)
     python ddpm.py --factor thin --rare 2 --sample-steps 100  # DDIM, 100 steps instead of 1000 ancestral
     python ddpm.py --dataset cars --epochs 800                # CompCars 64x64 (1,448 images: more epochs)
 Outputs: runs/ddpm/<factor>-balanced-seed<s>/ (D_u model) and runs/ddpm/<factor>-rare<k>-seed<s>/ (D_r
-model, result.json with the z-table, sample grids); see ztest.run_protocol.
+model, result.json with the z-table, confidence.json, sample grids).
 
 Choices (the paper's Appendix A with its architectures is not available):
-- Diffusion: Ho et al.'s settings: T = 1000, betas linear from 1e-4 to 0.02, epsilon-prediction with the
-  unweighted MSE loss L_simple (eq. 14), data scaled to [-1, 1], Adam lr 2e-4, gradient norm clipped at 1,
-  an EMA of the weights for sampling. The reverse variance is the posterior variance beta~_t (eq. 7); Ho et
-  al. report beta_t and beta~_t give similar samples.
-- Network: Ho et al.'s U-Net (the PixelCNN++ backbone), scaled down for 28x28 digits: residual blocks with
-  GroupNorm + SiLU, the sinusoidal time embedding (Transformer position encoding) passed through an MLP
-  and ADDED to every residual block, so the network knows the noise level (a well-known minimal DDPM
-  ignores t; test_ddpm.py checks ours does not). Resolutions 28-14-7 (channels w, 2w, 2w) or, for 64x64
-  cars, 64-32-16-8 (w, 2w, 2w, 2w); --res-blocks per resolution, one self-attention block at the lowest
-  resolution (7x7 / 8x8, where it is cheap; Ho et al. put one at 16x16). Width 64 with two blocks per
-  resolution is 6.1M parameters: digits need far less than CIFAR's 35.7M. No dropout (Ho et al. use 0.1
-  against overfitting on CIFAR-10 at 800k steps; ours are short runs, and every draw stays on `gen`).
+- Diffusion as in Ho et al.: T = 1000, betas linear from 1e-4 to 0.02, epsilon-prediction trained with the
+  unweighted MSE L_simple (eq. 14) on data in [-1, 1], Adam lr 2e-4, gradients clipped at norm 1, an EMA of
+  the weights for sampling. The reverse variance is the posterior variance beta~_t (eq. 7); Ho et al.
+  report beta_t and beta~_t give similar samples.
+- Network: Ho et al.'s U-Net (the PixelCNN++ backbone) scaled down: residual blocks with GroupNorm + SiLU,
+  and a sinusoidal time embedding (Transformer position encoding) through an MLP, ADDED to every block so
+  that the network knows the noise level (a well-known minimal DDPM ignores t; test_ddpm.py checks ours
+  does not). Resolutions 28-14-7 with channels w, 2w, 2w (cars: 64-32-16-8, w, 2w, 2w, 2w), --res-blocks
+  per resolution, one self-attention block at the lowest resolution, where it is cheap (Ho et al. put one
+  at 16x16). Width 64 with two blocks is 6.1M parameters: digits need far less than CIFAR's 35.7M. No
+  dropout: Ho et al.'s 0.1 fights overfitting on CIFAR-10 over 800k steps; ours are short runs.
 - Length: 40 epochs of 58,000 digits at batch 128 = 18,000 steps, where small MNIST DDPMs give clean
   digits; EMA decay 0.999 (Ho et al.'s 0.9999 suits their 800k steps; it would average over most of ours).
-- --quick (CPU): 8 epochs of the first 12,000 digits (10,800 after the validation hold-out) at batch 64,
-  1,352 Adam steps at lr 1e-3, width 32, one block per resolution, 25 DDIM steps. --patch 2 folds
-  2x2 pixel patches into channels (PixelUnshuffle), so the U-Net runs at 14-7 instead of 28-14-7 and
-  affords width 32 (0.66M parameters) at a lower cost per image than width 16 at full resolution.
-  It meets its time (12 min 21 s from cold), but a DDPM needs far more compute than a CPU gives in
-  minutes: the samples are coloured digit-like strokes on grainy backgrounds, and the label oracle is
-  confident (p > 0.9) on only about a third of them (the quick GAN: 20-47%, the quick VAE: about 20%).
-  It shows the pipeline end to end, not the paper's DM column; BENCHMARKS.md has the figures.
+- --quick (CPU): 8 epochs of the first 12,000 digits at batch 64 and lr 1e-3, width 32, one block per
+  resolution, 25 DDIM steps, and --patch 2: 2x2 pixel patches folded into channels (PixelUnshuffle), so
+  the U-Net runs at 14-7 instead of 28-14-7 and affords width 32. It shows the pipeline end to end, not
+  the paper's DM column: a DDPM needs far more compute than a CPU gives in minutes. Its time, how legible
+  its samples are and the settings tried are in BENCHMARKS.md.
 """
 import copy
 import math
 import os
+import time
 
 import numpy as np
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
+import oracles
 import ztest
 
 # --------------------------------------------------------------------------- configuration
 EPOCHS, BATCH_SIZE, LR = 40, 128, 2e-4    # Ho et al. (2020): Adam, lr 2e-4, batch 128
 T, BETA_1, BETA_T = 1000, 1e-4, 0.02      # Ho et al. (2020), section 4: linear schedule
 WIDTH, RES_BLOCKS, EMA_DECAY = 64, 2, 0.999
+CONFIDENT = 0.9                           # label-oracle probability above which a sample reads as a digit
 
-# --quick: a 2-core CPU in <= 15 minutes from cold (oracles included), see BENCHMARKS.md.
-# --smoke: seconds, for the tests. Presets only fill options the user did not set.
+# Presets fill only the options the user did not set (data.parse_args). --quick: the documented CPU
+# preset (BENCHMARKS.md). --smoke: seconds, for the tests (works on the offline fixture).
 PRESETS = {
     "quick": {"subset": 12000, "epochs": 8, "width": 32, "res_blocks": 1, "patch": 2, "batch_size": 64,
               "lr": 1e-3, "ema_decay": 0.995, "sample_steps": 25},
@@ -69,7 +69,7 @@ SAMPLING = ("sample_steps", "eta", "sample_batch", "sampler")   # change the sam
 
 
 def build_parser():
-    parser = ztest.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
+    parser = data.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
     a = parser.add_argument
     a("--width", type=int, default=WIDTH, help=f"channels at full resolution, a multiple of 8 (default: {WIDTH})")
     a("--res-blocks", type=int, default=RES_BLOCKS, help=f"residual blocks per resolution (default: {RES_BLOCKS})")
@@ -86,7 +86,7 @@ def build_parser():
 
 
 def check(args):
-    """Model-specific validation; ztest.parse_args prints the message as one line and exits 2."""
+    """Model-specific validation; data.parse_args prints the message as one line and exits 2."""
     if args.width < 8 or args.width % 8:
         return f"--width must be a multiple of 8 (got {args.width})"
     if args.res_blocks < 1:
@@ -106,8 +106,8 @@ def check(args):
 
 
 # --------------------------------------------------------------------------- data
-# D_u and D_r come from data.py through ztest.run_protocol as float tensors in [0, 1] on the device,
-# [N, 3, 28, 28] for MNIST and [N, 3, 64, 64] for cars. The DDPM works on [-1, 1] (Ho et al., section 3.3).
+# D_u and D_r come from data.load_split as float tensors in [0, 1] resident on the device, [N, 3, 28, 28]
+# for MNIST and [N, 3, 64, 64] for cars. The DDPM works on [-1, 1] (Ho et al., section 3.3).
 
 
 # --------------------------------------------------------------------------- diffusion schedule
@@ -229,34 +229,39 @@ class UNet(nn.Module):
         return self.head(h)
 
 
-class EMA(nn.Module):
+class EMA:
     """Exponential moving average of the network's weights, used for sampling (Ho et al., Appendix B).
-    A module, so the protocol checkpoints it with the model; `updates` counts the steps taken."""
+    state_dict / load_state_dict let the checkpoint keep it beside the network."""
 
     def __init__(self, net, decay):
-        super().__init__()
         self.net, self.decay = copy.deepcopy(net).requires_grad_(False).eval(), decay
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.updates = torch.zeros((), dtype=torch.long)   # steps taken; a CPU scalar: no GPU sync per step
 
     @torch.no_grad()
     def update(self, net):
         self.updates += 1
         # warm-up (as in TensorFlow's ExponentialMovingAverage): early weights are forgotten quickly.
-        # Kept on the device: no GPU sync per step.
         d = ((1 + self.updates) / (10 + self.updates)).clamp(max=self.decay).float()
         for e, p in zip(self.net.parameters(), net.parameters()):
             e.lerp_(p, 1 - d)                                    # e <- d e + (1 - d) p
 
+    def state_dict(self):
+        return {"net": self.net.state_dict(), "updates": self.updates}
 
-def init(args, shape, device, gen):
-    # Weights from a seed drawn from `gen`, in a forked RNG so the global torch state is left alone.
+    def load_state_dict(self, state):
+        self.net.load_state_dict(state["net"])
+        self.updates.copy_(state["updates"])
+
+
+def build(args, shape, device, gen):
+    """The U-Net for images of `shape` and its EMA, the weights drawn from a seed taken from `gen` (in a
+    forked RNG, so the global torch state is left alone)."""
     seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device=gen.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = UNet(shape, args.width, args.res_blocks, args.patch)
     net = net.to(device)
-    return {"models": {"unet": net, "ema": EMA(net, args.ema_decay)},
-            "opts": {"unet": torch.optim.Adam(net.parameters(), lr=args.lr)}}
+    return net, EMA(net, args.ema_decay)
 
 
 # --------------------------------------------------------------------------- loss
@@ -267,18 +272,19 @@ def loss_simple(net, x0, sch, gen):
     eps = torch.randn(x0.shape, generator=gen, device=x0.device)
     abar = bcast(sch["abar"], t)
     x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps          # q(x_t | x_0) in closed form, eq. 4
-    with ztest.autocast(x0.device):
+    with data.autocast(x0.device):
         pred = net(x_t, t)
     return F.mse_loss(pred.float(), eps)
 
 
 # --------------------------------------------------------------------------- training
-def train_epoch(state, x, epoch, args, gen):
-    net, ema, opt = state["models"]["unet"], state["models"]["ema"], state["opts"]["unet"]
+def train_epoch(net, ema, opt, x, epoch, args, gen):
+    """One pass over the resident x in shuffled batches (Algorithm 1 of Ho et al., repeated), the EMA
+    following every step. Returns the epoch's mean loss per image."""
     net.train()
     sch = schedule(x.device)
     perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
-    total, bar = torch.zeros((), device=x.device), ztest.progress(perm.split(args.batch_size), desc=f"epoch {epoch + 1}")
+    total, bar = torch.zeros((), device=x.device), data.progress(perm.split(args.batch_size), desc=f"epoch {epoch + 1}")
     for i, idx in enumerate(bar):
         loss = loss_simple(net, x[idx] * 2 - 1, sch, gen)     # data in [-1, 1]
         opt.zero_grad(set_to_none=True)
@@ -289,7 +295,46 @@ def train_epoch(state, x, epoch, args, gen):
         total += loss.detach() * len(idx)
         if i % 20 == 0:                                          # .item() syncs a GPU: not every step
             bar.set_postfix(loss=f"{loss.item():.4f}")
-    return {"loss": total.item() / x.shape[0]}                  # NaN / inf stop the run in ztest
+    return {"loss": total.item() / x.shape[0]}
+
+
+def train(which, args, dirs, device, started):
+    """Section 4 for one dataset: train the DDPM on D_u (which="u") or D_r ("r") in its folder, resuming
+    from the last epoch's checkpoint, then sample M images from the EMA network (a finished model whose
+    samples were made with other sampling settings is only resampled). Returns (samples, history, timings)."""
+    cell, label = dirs[which], "D_u" if which == "u" else f"D_r (rare {args.rare})"
+    ck = data.open_checkpoint(cell, args, which, started, eval_keys=SAMPLING)
+    if ck and ck["epoch"] >= args.epochs:
+        cached = data.cached_samples(cell, args, which, eval_keys=SAMPLING)
+        if cached is not None:
+            print(f"{label}: trained model and samples found in {cell}")
+            return cached, ck["history"], {}
+    gen = data.set_seed(args.seed, device)
+    net, ema = build(args, data.image_shape(args), device, gen)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    parts = {"unet": net, "ema": ema, "opt": opt}
+    start, history, _ = data.restore(ck, parts, gen, label)
+    timings = {}
+    if start < args.epochs:
+        t0 = time.time()
+        x = data.load_split(args, which, device)[0]
+        data.save_config(cell, which, len(x), device, args)
+        timings["data"] = time.time() - t0
+        print(f"{label}: {len(x)} images, epochs {start + 1}..{args.epochs} -> {cell}")
+        t0 = time.time()
+        for epoch in range(start, args.epochs):
+            t_epoch = time.time()
+            losses = train_epoch(net, ema, opt, x, epoch, args, gen)
+            data.stop_if_not_finite(losses, label, epoch, cell)
+            history.append({"epoch": epoch + 1, **losses, "seconds": time.time() - t_epoch})
+            data.save_checkpoint(cell, parts, gen, epoch + 1, args, which, history, eval_keys=SAMPLING)
+            data.log_epoch(label, history, args, device, first=epoch == start)
+        timings["train"] = time.time() - t0
+    t0 = time.time()
+    x0 = sample(ema.net, args.samples, args, data.sampling_generator(args.seed, device))
+    samples = data.save_samples(cell, x0, args, which, eval_keys=SAMPLING)
+    timings["sample"] = time.time() - t0
+    return samples, history, timings
 
 
 # --------------------------------------------------------------------------- sampling
@@ -307,7 +352,7 @@ def denoise(net, x, args, gen):
     sch, steps = schedule(x.device), timesteps(args)
     for j, i in enumerate(steps):
         t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-        with ztest.autocast(x.device):
+        with data.autocast(x.device):
             eps = net(x, t).float()
         abar = sch["abar"][i]
         x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
@@ -329,9 +374,8 @@ def denoise(net, x, args, gen):
 
 
 @torch.inference_mode()
-def sample(state, n, args, gen):
-    """n images from the EMA network, --sample-batch at a time -> uint8 [n, 3, H, W]."""
-    net = state["models"]["ema"].net.eval()
+def sample(net, n, args, gen):
+    """n images from the (EMA) network, --sample-batch at a time -> uint8 [n, 3, H, W]."""
     print(f"sampling {n} images: {args.sampler}")
     out = []
     for m in range(0, n, args.sample_batch):
@@ -342,30 +386,40 @@ def sample(state, n, args, gen):
 
 
 # --------------------------------------------------------------------------- evaluation
-def confidence(res, args, threshold=0.9):
-    """Share of the samples that the label oracle classifies with probability > threshold: are they
-    recognisable digits (issue 6)? Printed and saved as confidence.json beside result.json."""
-    import oracles   # like ztest: imported where it is needed
+def confidence(res, args, device):
+    """Share of the samples that the label oracle classifies with probability > CONFIDENT: are they
+    recognisable digits at all? The z-table means little when few are. Printed and saved as
+    confidence.json beside result.json."""
     orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
-                               device=ztest.pick_device(args.device, announce=False),
-                               data_seed=args.data_seed, smoke=args.smoke)
-    out = {"threshold": threshold, "sampler": args.sampler}
+                               device=device, data_seed=args.data_seed, smoke=args.smoke)
+    out = {"threshold": CONFIDENT, "sampler": args.sampler}
     for which, folder in res["dirs"].items():
         with np.load(os.path.join(folder, "samples.npz")) as z:
             p_label, _ = oracles.predict_proba(orc, z["x"])
-        out[which] = float((p_label.max(1) > threshold).mean())
-    print(f"label oracle p > {threshold:g}: {out['u']:.1%} of the D_u samples, {out['r']:.1%} of the D_r samples")
-    ztest.save_json(out, os.path.join(res["dirs"]["r"], "confidence.json"))
+        out[which] = float((p_label.max(1) > CONFIDENT).mean())
+    print(f"label oracle p > {CONFIDENT:g}: {out['u']:.1%} of the D_u samples, {out['r']:.1%} of the D_r samples")
+    data.save_json(out, os.path.join(res["dirs"]["r"], "confidence.json"))
     return out
 
 
 # --------------------------------------------------------------------------- main
 def main(argv=None):
-    args = ztest.parse_args(build_parser(), argv, presets=PRESETS, check=check)
-    res = ztest.run_protocol(args, name="DM", run_name="ddpm", init=init, train_epoch=train_epoch,
-                             sample=sample, eval_keys=SAMPLING)
-    if res is not None:
-        res["confidence"] = confidence(res, args)
+    args = data.parse_args(build_parser(), argv, presets=PRESETS, check=check)
+    device, started = data.pick_device(args.device), time.time()
+    dirs = data.run_dirs(args, "ddpm")
+    res = ztest.finished_result(dirs, args, eval_keys=SAMPLING)
+    if res is not None:       # done before: its confidence.json is there too
+        return res
+    # Section 4: one DDPM on D_u, one on D_r, M samples from each. The D_u model serves every rare
+    # class, so its folder is locked while it trains: parallel cells never train it twice.
+    runs = {}
+    for which in data.stages(args):
+        with data.file_lock(os.path.join(dirs[which], ".lock")):
+            runs[which] = train(which, args, dirs, device, started)
+    # The oracles label the samples and eq. 1 compares the factor's share per class.
+    res = ztest.evaluate(args, "DM", "ddpm", dirs, runs, device, eval_keys=SAMPLING)
+    if res is not None:   # None: nothing to compare yet (--stage u, or no D_u samples)
+        res["confidence"] = confidence(res, args, device)
     return res
 
 

@@ -13,7 +13,7 @@ Run it:
     python gan.py --factor colour --rare 1 --quick            # the CPU preset (below, BENCHMARKS.md)
     python gan.py --dataset cars --sd-lambda 0.8              # CompCars subset at 64x64
 Outputs: runs/gan[-sd]/<factor>-balanced-seed<s>/ (D_u model), runs/gan[-sd]/<factor>-rare<k>-seed<s>/
-(D_r model, result.json, samples.png, disc_loss.csv and disc_loss.png = Figure 3); see ztest.run_protocol.
+(D_r model, result.json, samples.png, disc_loss.csv and disc_loss.png = Figure 3).
 
 Architecture. The paper's appendix with the architectures is missing; its hyper-parameters (Adam 2e-4,
 betas (0.5, 0.999), batch 64, 200 epochs, 100-d latent) are exactly the defaults of the widely used
@@ -42,14 +42,15 @@ epochs (6,744 steps of batch 64 per model, SD if asked in the first 10), every w
 show the colour finding reliably. Measured time and z-tables: BENCHMARKS.md.
 """
 import csv
-import io
 import math
 import os
+import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
 import ztest
 
 # --------------------------------------------------------------------------- configuration
@@ -58,7 +59,7 @@ BETAS = (0.5, 0.999)                     # Radford et al. 2016; PyTorch-GAN's de
 LATENT = 100                             # a 100-d standard Gaussian latent (Goodfellow et al. 2014)
 SD_LAMBDA, SD_SHARE = 0.8, 0.4           # section 6.3: lambda 0.8 for the first 80 of 200 epochs
 
-# Presets fill only the options the user did not set (ztest.parse_args).
+# Presets fill only the options the user did not set (data.parse_args).
 # --quick: the documented CPU preset, <= 10 minutes from cold on 2 cores (BENCHMARKS.md), still showing
 #   colour memorisation. --smoke: seconds, for the tests (works on the offline fixture).
 PRESETS = {
@@ -68,7 +69,7 @@ PRESETS = {
 
 
 def build_parser():
-    parser = ztest.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
+    parser = data.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
     parser.add_argument("--sd-lambda", type=float, default=0.0,
                         help=f"spectral decoupling strength lambda; 0 = plain GAN, {SD_LAMBDA:g} = the "
                              f"paper's GAN-SD (default: 0)")
@@ -82,7 +83,7 @@ def build_parser():
 
 
 def check(args):
-    """Model-specific validation; ztest.parse_args prints the message as one line and exits 2.
+    """Model-specific validation; data.parse_args prints the message as one line and exits 2.
     Also resolves the default --sd-epochs, which follows --epochs (and so the presets)."""
     if args.sd_epochs is None:
         args.sd_epochs = max(1, round(SD_SHARE * args.epochs))
@@ -104,7 +105,7 @@ def names(sd_lambda):
 
 
 # --------------------------------------------------------------------------- data
-# D_u and D_r come from data.py through ztest.run_protocol as float tensors in [0, 1] resident on the
+# D_u and D_r come from data.load_split as float tensors in [0, 1] resident on the
 # device, [N, 3, 28, 28] for MNIST and [N, 3, 64, 64] for cars. The GAN works in [-1, 1] (G's tanh).
 def to_gan(x):
     return x * 2 - 1
@@ -142,18 +143,15 @@ class Discriminator(nn.Module):
         return self.net(x).squeeze(1)
 
 
-def init(args, shape, device, gen):
-    """Protocol hook: G, D and one Adam optimiser each (lr 2e-4, betas (0.5, 0.999))."""
+def build(args, shape, device, gen):
+    """G and D for images of `shape`, their weights drawn from a seed taken from `gen` (in a forked RNG,
+    so the global torch state is left alone)."""
     hidden = args.hidden * (2 if shape[-1] > 32 else 1)   # cars (64x64): every width doubled
-    # Weights from a seed drawn from `gen`, in a forked RNG so the global torch state is left alone.
     seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device=gen.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G, D = Generator(shape, hidden), Discriminator(shape, hidden)
-    G, D = G.to(device), D.to(device)
-    opts = {k: torch.optim.Adam(m.parameters(), lr=args.lr, betas=BETAS) for k, m in (("G", G), ("D", D))}
-    # extra["dloss"]: the Figure 3 rows, checkpointed with the models so a resumed run keeps them
-    return {"models": {"G": G, "D": D}, "opts": opts, "extra": {"dloss": []}}
+    return G.to(device), D.to(device)
 
 
 # --------------------------------------------------------------------------- loss
@@ -180,13 +178,11 @@ def sd_active(epoch, args):
     return args.sd_lambda > 0 and epoch < args.sd_epochs
 
 
-def train_epoch(state, x, epoch, args, gen):
+def train_epoch(G, D, opt_g, opt_d, x, epoch, args, gen):
     """One pass over the resident x in shuffled batches: one D step, then one G step (Algorithm 1 of
     Goodfellow et al. with k = 1). Returns the epoch's mean losses. No AMP: at batch 64 these MLPs are
     bound by kernel launches, not arithmetic, so autocast would gain nothing on a GPU, and fp16 would
     need a gradient scaler."""
-    G, D = state["models"]["G"], state["models"]["D"]
-    opt_g, opt_d = state["opts"]["G"], state["opts"]["D"]
     G.train(), D.train()
     lam = args.sd_lambda if sd_active(epoch, args) else 0.0
     perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
@@ -194,7 +190,7 @@ def train_epoch(state, x, epoch, args, gen):
     if len(batches) > 1 and len(batches[-1]) < args.batch_size:
         batches = batches[:-1]   # a ragged last batch would skew BatchNorm's statistics
     sums = torch.zeros(2, device=x.device)
-    bar = ztest.progress(batches, desc=f"epoch {epoch + 1}/{args.epochs}" + (" (SD)" if lam else ""))
+    bar = data.progress(batches, desc=f"epoch {epoch + 1}/{args.epochs}" + (" (SD)" if lam else ""))
     for i, idx in enumerate(bar):
         real = to_gan(x[idx])
         z = torch.randn(len(idx), LATENT, generator=gen, device=x.device)
@@ -214,11 +210,50 @@ def train_epoch(state, x, epoch, args, gen):
     return {"loss_d": loss_d, "loss_g": loss_g, "sd_lambda": lam}
 
 
+def train(which, args, dirs, device, started):
+    """Section 4 for one dataset: train the GAN on D_u (which="u") or D_r ("r") in its folder, resuming
+    from the last epoch's checkpoint, then sample M images. Returns (samples, history, timings)."""
+    cell, label = dirs[which], "D_u" if which == "u" else f"D_r (rare {args.rare})"
+    ck = data.open_checkpoint(cell, args, which, started)
+    if ck and ck["epoch"] >= args.epochs and (s := data.cached_samples(cell, args, which)) is not None:
+        print(f"{label}: trained model and samples found in {cell}")
+        return s, ck["history"], {}
+    gen = data.set_seed(args.seed, device)
+    G, D = build(args, data.image_shape(args), device, gen)
+    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=BETAS)
+    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr, betas=BETAS)
+    parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}
+    start, history, dloss = data.restore(ck, parts, gen, label)
+    timings, dloss = {}, dloss or []          # dloss: the Figure 3 rows, checkpointed with the models
+    if start < args.epochs:
+        t0 = time.time()
+        x, _, _ = data.load_split(args, which, device)
+        val = data.load_split(args, "val", device)
+        timings["data"] = time.time() - t0
+        data.save_config(cell, which, len(x), device, args)
+        print(f"{label}: {len(x)} images, epochs {start + 1}..{args.epochs} -> {cell}")
+        t0 = time.time()
+        for epoch in range(start, args.epochs):
+            t_epoch = time.time()
+            losses = train_epoch(G, D, opt_g, opt_d, x, epoch, args, gen)
+            data.stop_if_not_finite(losses, label, epoch, cell)
+            dloss, rare_pair = record_disc_loss(dloss, D, val, epoch, args, which, dirs)
+            history.append({"epoch": epoch + 1, **losses, **rare_pair, "seconds": time.time() - t_epoch})
+            data.save_checkpoint(cell, parts, gen, epoch + 1, args, which, history, extra=dloss)
+            data.log_epoch(label, history, args, device, first=epoch == start)
+        timings["train"] = time.time() - t0
+    t0 = time.time()
+    samples = data.save_samples(cell, sample(G, args.samples, data.sampling_generator(args.seed, device)),
+                                args, which)
+    timings["sample"] = time.time() - t0
+    return samples, history, timings
+
+
 # --------------------------------------------------------------------------- sampling
-def sample(state, n, args, gen):
-    """n images from G, uint8 [n, C, H, W]; run_protocol calls it in eval mode (BatchNorm then uses its
-    running statistics) under torch.inference_mode."""
-    G = state["models"]["G"]
+@torch.inference_mode()
+def sample(G, n, gen):
+    """n images from G, uint8 [n, C, H, W], in eval mode (BatchNorm then uses its running statistics)."""
+    G.eval()
     device = next(G.parameters()).device
     out = []
     for i in range(0, n, 1000):
@@ -246,24 +281,20 @@ def real_loss_by_group(D, x_val, y_val, f_val):
     return out
 
 
-def after_epoch(state, epoch, args, ctx):
-    """After every epoch: D's real-label loss per class and factor value into disc_loss.csv (all
-    classes, since the D_u model is shared by every rare class); the rare class's pair goes into the
-    history, and with D_r the Figure 3 plot (D_u's CSV is read from its own folder)."""
-    groups = real_loss_by_group(state["models"]["D"], *ctx["val"])
-    rows = [r for r in state["extra"]["dloss"] if r["epoch"] <= epoch]   # a redone epoch replaces its rows
+def record_disc_loss(rows, D, val, epoch, args, which, dirs):
+    """After every epoch: D's real-label loss per class and factor value, appended to `rows` and written
+    to disc_loss.csv (all classes, since the D_u model is shared by every rare class); with D_r, the
+    Figure 3 plot every 10 epochs (D_u's CSV is read from its own folder). Returns the rows and the
+    rare class's pair for the history."""
+    groups = real_loss_by_group(D, *val)
+    rows = [r for r in rows if r["epoch"] <= epoch]      # a redone epoch replaces its rows
     rows += [{"epoch": epoch + 1, "class": c, "factor": v, "loss": loss, "sd": int(sd_active(epoch, args))}
              for (c, v), loss in sorted(groups.items())]
-    state["extra"]["dloss"] = rows
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "class", "factor", "loss", "sd"])
-    w.writeheader()
-    w.writerows(rows)
-    ztest.save_text(buf.getvalue(), os.path.join(ctx["dir"], "disc_loss.csv"))
-    if ctx["which"] == "r" and ((epoch + 1) % 10 == 0 or epoch + 1 == args.epochs):
-        plot_disc_loss(ctx["dirs"]["u"], ctx["dir"], ctx["rare"], args)
-    k = ctx["rare"]
-    return {"dloss_with": groups.get((k, 1), math.nan), "dloss_without": groups.get((k, 0), math.nan)}
+    data.save_csv(rows, os.path.join(dirs[which], "disc_loss.csv"))
+    if which == "r" and ((epoch + 1) % 10 == 0 or epoch + 1 == args.epochs):
+        plot_disc_loss(dirs["u"], dirs["r"], args.rare, args)
+    k = args.rare
+    return rows, {"dloss_with": groups.get((k, 1), math.nan), "dloss_without": groups.get((k, 0), math.nan)}
 
 
 def _read_dloss(folder, k):
@@ -297,18 +328,26 @@ def plot_disc_loss(u_dir, r_dir, k, args):
            title=f"{names(args.sd_lambda)[0]}, {what}, rare class {k}, seed {args.seed}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = os.path.join(r_dir, "disc_loss.png")
-    fig.savefig(path + ".tmp", format="png", dpi=120)
+    data.atomic_write(os.path.join(r_dir, "disc_loss.png"), lambda fh: fig.savefig(fh, format="png", dpi=120))
     plt.close(fig)
-    os.replace(path + ".tmp", path)
 
 
 # --------------------------------------------------------------------------- main
 def main(argv=None):
-    args = ztest.parse_args(build_parser(), argv, presets=PRESETS, check=check)
+    args = data.parse_args(build_parser(), argv, presets=PRESETS, check=check)
     name, run_name = names(args.sd_lambda)
-    return ztest.run_protocol(args, name=name, run_name=run_name, init=init, train_epoch=train_epoch,
-                              sample=sample, after_epoch=after_epoch)
+    device, started = data.pick_device(args.device), time.time()
+    dirs = data.run_dirs(args, run_name)
+    if (res := ztest.finished_result(dirs, args)) is not None:
+        return res
+    # Section 4: the same GAN trained on D_u and on D_r, M samples from each (the D_u model is shared
+    # by every rare class, so a lock keeps parallel cells from training it twice) ...
+    runs = {}
+    for which in data.stages(args):
+        with data.file_lock(os.path.join(dirs[which], ".lock")):
+            runs[which] = train(which, args, dirs, device, started)
+    # ... then the oracles label the samples and eq. 1 compares the factor's share per class.
+    return ztest.evaluate(args, name, run_name, dirs, runs, device)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import data
-import ztest
 
 # --------------------------------------------------------------------------- configuration
 LR, MOMENTUM, BATCH = 0.01, 0.5, 64              # section 5.2
 EPOCHS = {"label": 8, "factor": 8}               # section 5.2: 8 epochs ...
 CAR_MAKE_EPOCHS = 100                            # ... and 100 for the car make classifier
-TARGET = {"mnist": 0.98, "cars": 0.92}           # issue 3 (MNIST); the paper's reported floor (cars)
+TARGET = {"mnist": 0.98, "cars": 0.92}           # ours (MNIST); the paper's reported floor (cars)
 SEED = 0                                         # the oracles' own training seed, part of the recipe
 SMOKE = {"limit": 1000, "epochs": 1}             # tests: the first 1,000 MNIST digits, one epoch
 WIDTH = (16, 32)                                 # channels per conv stage (a third stage for 64x64)
@@ -46,7 +45,7 @@ def load_data(factor, dataset="mnist", root=None, cache_dir=None, data_seed=0, l
     """Train (D_u of the factor) and test splits as numpy (x uint8 [N,3,H,W], y, f)."""
     if dataset == "cars":
         root = data.data_root(root)
-        return tuple(data.make_cars_dataset(root, rare=False, split=s, size=ztest.CAR_SIZE, seed=data_seed)
+        return tuple(data.make_cars_dataset(root, rare=False, split=s, size=data.CAR_SIZE, seed=data_seed)
                      for s in ("train", "test"))
     return tuple(data.make_dataset(factor, s, rare=None, seed=data_seed, root=root, cache_dir=cache_dir,
                                    limit=limit) for s in ("train", "test"))
@@ -92,7 +91,7 @@ def _fit(net, x, t, epochs, gen, desc):
     opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
     net.train()
     for ep in range(epochs):
-        bar = ztest.progress(torch.randperm(len(x), generator=gen, device=x.device).split(BATCH),
+        bar = data.progress(torch.randperm(len(x), generator=gen, device=x.device).split(BATCH),
                              desc=f"{desc} epoch {ep + 1}/{epochs}")
         for idx in bar:
             loss = F.cross_entropy(net(_floats(x[idx])), t[idx])
@@ -133,7 +132,7 @@ def _data_id(factor, dataset, root):
         return "compcars"
     root = data.data_root(root)
     sizes = [len(data.load_mnist(root, train)[1]) for train in (True, False)]
-    return f"mnist{sizes[0]}-{sizes[1]}" + (f"|{getattr(data, 'RECIPE', '')}" if factor != "colour" else "")
+    return f"mnist{sizes[0]}-{sizes[1]}" + (f"|{data.RECIPE}" if factor != "colour" else "")
 
 
 def cache_path(factor, dataset="mnist", root=None, cache_dir=None, data_seed=0, smoke=False):
@@ -148,7 +147,7 @@ def train_oracles(factor, dataset="mnist", root=None, cache_dir=None, device=Non
                   limit=None):
     """Train both oracles on D_u, test them on the test split; returns the checkpoint dict (not saved).
     `limit` overrides the recipe's digit limit (tests on tiny fixtures)."""
-    device = torch.device(device) if device is not None else ztest.pick_device("auto", announce=False)
+    device = torch.device(device) if device is not None else data.pick_device("auto", announce=False)
     rec = recipe(dataset, smoke)
     t0 = time.time()
     (x, y, f), (xt, yt, ft) = load_data(factor, dataset, root, cache_dir, data_seed, limit or rec["limit"])
@@ -185,20 +184,21 @@ def load_oracles(factor, dataset="mnist", root=None, cache_dir=None, device=None
     """The two oracles of a factor, trained on first use and cached. Returns {"label", "factor": nn.Module
     (eval mode, on `device`), "acc": {"label", "factor"}, "target", "below_target", "factor_name",
     "dataset", "size", "classes", "path", "smoke", "seconds"}."""
-    ztest._choice("dataset", dataset, ztest.DATASETS)
-    if dataset == "mnist":
-        ztest._choice("factor", factor, data.FACTORS)
-    device = torch.device(device) if device is not None else ztest.pick_device("auto", announce=False)
+    if dataset not in data.DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(data.DATASETS)}, got {dataset!r}")
+    if dataset == "mnist" and factor not in data.FACTORS:
+        raise ValueError(f"factor must be one of {', '.join(data.FACTORS)}, got {factor!r}")
+    device = torch.device(device) if device is not None else data.pick_device("auto", announce=False)
     path = cache_path(factor, dataset, root, cache_dir, data_seed, smoke)
-    with ztest.file_lock(path + ".lock"):                 # parallel cells train an oracle once
+    with data.file_lock(path + ".lock"):                 # parallel cells train an oracle once
         if force or not os.path.exists(path):
             print(f"oracles: training the {dataset} {factor} oracles on D_u (cached in {path})")
             ck = train_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=device, data_seed=data_seed,
                                smoke=smoke)
-            ztest.save_torch(ck, path)
+            data.atomic_write(path, lambda fh: torch.save(ck, fh))
         ck = torch.load(path, map_location="cpu", weights_only=True)
     o = {"acc": ck["acc"], "target": TARGET[dataset], "factor_name": ck["factor_name"], "dataset": dataset,
-         "size": ck["size"], "classes": tuple(data.CARS_CLASSES) if dataset == "cars" else ztest.MNIST_CLASSES,
+         "size": ck["size"], "classes": tuple(data.CARS_CLASSES) if dataset == "cars" else data.MNIST_CLASSES,
          "path": path, "smoke": smoke, "seconds": ck["seconds"], "n_test": ck["n_test"]}
     for kind, n_out in (("label", ck["n_classes"]), ("factor", 2)):
         net = OracleCNN(n_out, ck["size"])
@@ -236,11 +236,11 @@ def classify(oracles, images, batch_size=1024):
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.error = lambda msg: ztest._die(msg, p.prog)
+    p.error = data.fail
     g = p.add_mutually_exclusive_group()
     g.add_argument("--factor", choices=data.FACTORS, help="one MNIST factor (default: colour)")
     g.add_argument("--all", action="store_true", help="every MNIST factor (default: off)")
-    p.add_argument("--dataset", default="mnist", choices=ztest.DATASETS, help="mnist or cars (default: mnist)")
+    p.add_argument("--dataset", default="mnist", choices=data.DATASETS, help="mnist or cars (default: mnist)")
     p.add_argument("--data-root", help="MNIST root (default: $RGF_DATA_ROOT, else ./data)")
     p.add_argument("--cache-dir", help="cache folder (default: <data-root>/rgf-cache)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -251,10 +251,10 @@ def main(argv=None):
     factors = data.FACTORS if args.all else [args.factor or "colour"]
     if args.dataset == "cars":
         if args.all or args.factor not in (None, "colour"):
-            ztest._die("cars have one factor (colour); drop --all / --factor", p.prog)
+            data.fail("cars have one factor (colour); drop --all / --factor")
         factors = ["colour"]
     try:
-        device = ztest.pick_device(args.device)
+        device = data.pick_device(args.device)
         rows = []
         for f in factors:
             t0 = time.time()
@@ -265,11 +265,11 @@ def main(argv=None):
                          f"{s['label'] + s['factor']:.0f}", f"{time.time() - t0:.0f}",
                          "BELOW TARGET" if o["below_target"] else "ok"])
     except (ValueError, FileNotFoundError) as e:
-        ztest._die(str(e), p.prog)
+        data.fail(str(e))
     target = TARGET[args.dataset]
     print(f"\nOracle accuracy on the test split (cf. the paper's Table B.1); target {target:.0%}"
           f"{' (smoke: not checked)' if args.smoke else ''}")
-    print(ztest._text_grid(["dataset", "factor", "label acc", "factor acc", "test images", "train s", "this run s",
+    print(data.text_grid(["dataset", "factor", "label acc", "factor acc", "test images", "train s", "this run s",
                             "status"], rows))
     if not args.smoke and any(r[-1] != "ok" for r in rows):
         sys.exit(1)

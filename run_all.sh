@@ -173,8 +173,8 @@ if in_list cars "${F[@]}"; then
 import sys
 import data
 root = data.data_root(sys.argv[1] if len(sys.argv) > 1 else None)
-try:   # data._cars_dir checks the folder and its files without decoding every image
-    data._cars_dir(root) if hasattr(data, "_cars_dir") else data.load_compcars(root)
+try:   # checks the folder and its files without decoding every image
+    data.cars_dir(root)
 except (FileNotFoundError, ValueError) as e:
     print(str(e).splitlines()[0] if str(e) else type(e).__name__); sys.exit(1)
 EOF

@@ -9,13 +9,11 @@ is then named VAE-b<B> and saved under runs/vae-b<B>/ so it never overwrites the
 
 Run it:
     python vae.py --factor colour --rare 1            # full protocol: 30 epochs per model
-    python vae.py --factor colour --rare 1 --quick    # CPU preset: 7 min from cold, measured with
-                                                      # OMP_NUM_THREADS=1 (on a busy 2-core box two
-                                                      # threads were up to 9x slower; BENCHMARKS.md)
+    python vae.py --factor colour --rare 1 --quick    # the CPU preset (measured times: BENCHMARKS.md)
     python vae.py --factor thick --rare 2 --beta 4    # beta-VAE mitigation
     python vae.py --dataset cars --rare 0             # CompCars 64x64, rare class = Volkswagen
 Outputs: runs/vae/<factor>-balanced-seed<s>/ (D_u model) and runs/vae/<factor>-rare<k>-seed<s>/ (D_r
-model, result.json with the z-table, sample grids); see ztest.run_protocol.
+model, result.json with the z-table, sample grids).
 
 Choices (the paper's Appendix A with its architectures and training details is not available):
 - Architecture: a DCGAN-style convolutional encoder/decoder, the usual convolutional form of the VAE.
@@ -35,28 +33,29 @@ Choices (the paper's Appendix A with its architectures and training details is n
   non-binary targets is not a normalised density, see the continuous Bernoulli of Loaiza-Ganem &
   Cunningham 2019; this only shifts the ELBO by a constant per image and does not change the optimum.)
 - Training: Adam, lr 1e-3, batch 128, 30 epochs (13,600 steps on the 58,000 digits). Colour is learned
-  early: the first ~300 steps decode red+green blends, after ~1,400 steps (--quick's 3 epochs) the digits
-  are legible and cleanly red or green; the remaining epochs sharpen strokes. The full 30 epochs were
-  not run to the end on the CPU box (about 15 min per model with one thread, see BENCHMARKS.md).
+  early, long before the strokes are sharp, so --quick's 3 epochs already give legible digits that are
+  cleanly red or green; the remaining epochs sharpen strokes.
 """
 import math
+import os
+import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
 import ztest
 
 # --------------------------------------------------------------------------- configuration
 EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015); chosen here, see the docstring
 LATENT, WIDTH = 20, 32
 
-# Presets fill only the options the user did not set (ztest.parse_args). --quick: the documented CPU preset,
-# <= 10 minutes from cold with the oracles (7 min measured on one thread, BENCHMARKS.md): all digits, 3 epochs,
-# about 1,400 Adam steps per model, enough to separate red from green (the first ~300 steps make grey-ish
-# red+green blends) and to give legible digits. All digits rather than a --subset, because data.py caches
-# the morphological renderings of the full split: a subset would render its digits again.
-# --smoke: seconds, for the tests (plus ztest's own smoke preset: 300 digits, 100 samples).
+# Presets fill only the options the user did not set (data.parse_args). --quick: the documented CPU
+# preset (BENCHMARKS.md): all digits, 3 epochs, enough to separate red from green and to give legible
+# digits. All digits rather than a --subset, because data.py caches the morphological renderings of the
+# full split: a subset would render its digits again.
+# --smoke: seconds, for the tests (plus data.BASE_PRESETS: 300 digits, 100 samples).
 PRESETS = {
     "quick": {"epochs": 3},
     "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64},
@@ -64,7 +63,7 @@ PRESETS = {
 
 
 def build_parser():
-    parser = ztest.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
+    parser = data.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
     parser.add_argument("--beta", type=float, default=1.0,
                         help="weight of the KL term; 1 = the plain ELBO, > 1 = beta-VAE (default: 1)")
     parser.add_argument("--latent", type=int, default=LATENT,
@@ -75,7 +74,7 @@ def build_parser():
 
 
 def check(args):
-    """Model-specific validation; ztest.parse_args prints the message as one line and exits 2."""
+    """Model-specific validation; data.parse_args prints the message as one line and exits 2."""
     if not (args.beta > 0 and math.isfinite(args.beta)):
         return f"--beta {args.beta:g} out of range; accepted: a finite number > 0 (1 = the plain VAE, > 1 = beta-VAE)"
     if args.latent < 1:
@@ -91,7 +90,7 @@ def names(beta):
 
 
 # --------------------------------------------------------------------------- data
-# D_u and D_r come from data.py through ztest.run_protocol as float tensors in [0, 1] on the device,
+# D_u, D_r and the validation images come from data.load_split as float tensors in [0, 1] on the device,
 # [N, 3, 28, 28] for MNIST and [N, 3, 64, 64] for cars; the model only needs their shape.
 
 
@@ -142,18 +141,14 @@ class VAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
-def init(args, shape, device, gen):
-    # Weights from a seed drawn from `gen`, in a forked RNG so the global torch state is left alone.
+def build(args, shape, device, gen):
+    """The VAE for images of `shape`; its weights come from a seed drawn from `gen`, in a forked RNG so
+    that the global torch state is left alone."""
     seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device=gen.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VAE(shape, args.latent, args.width)
-    model = model.to(device)
-    # AMP is GPU-only (ztest.autocast); fp16 (GPUs without bf16) needs loss scaling, bf16 and fp32 do not.
-    # The scaler has state_dict / load_state_dict, so it is checkpointed with the optimiser.
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=ztest.amp_dtype(device) == torch.float16)
-    return {"models": {"vae": model},
-            "opts": {"vae": torch.optim.Adam(model.parameters(), lr=args.lr), "scaler": scaler}}
+    return model.to(device)
 
 
 # --------------------------------------------------------------------------- loss
@@ -169,15 +164,17 @@ def neg_elbo(logits, x, mu, logvar, beta=1.0):
 
 
 # --------------------------------------------------------------------------- training
-def train_epoch(state, x, epoch, args, gen, log_every=25):
-    model, opt, scaler = state["models"]["vae"], state["opts"]["vae"], state["opts"]["scaler"]
+def train_epoch(model, opt, scaler, x, epoch, args, gen):
+    """One pass over the resident x in shuffled batches of --batch-size (the last one may be smaller:
+    nothing here depends on batch statistics). Returns the epoch's mean loss, rec and kl per image. A NaN
+    or inf ends the pass early; the returned means are then non-finite, for data.stop_if_not_finite."""
     model.train()
     batches = torch.randperm(x.shape[0], generator=gen, device=x.device).split(args.batch_size)
     sums = torch.zeros(3, device=x.device)          # loss, rec, kl summed over images, kept on the device
-    bar = ztest.progress(batches, desc=f"epoch {epoch + 1}")
+    bar = data.progress(batches, desc=f"epoch {epoch + 1}")
     for i, idx in enumerate(bar):
         xb = x[idx]
-        with ztest.autocast(xb.device):
+        with data.autocast(xb.device):
             logits, mu, logvar = model(xb, gen)
         loss, rec, kl = neg_elbo(logits, xb, mu, logvar, args.beta)
         opt.zero_grad(set_to_none=True)
@@ -185,24 +182,63 @@ def train_epoch(state, x, epoch, args, gen, log_every=25):
         scaler.step(opt)
         scaler.update()
         sums += torch.stack([loss, rec, kl]).detach() * len(idx)
-        if i % log_every == 0 or i == len(batches) - 1:   # a host sync, so only every few steps
-            if not torch.isfinite(sums).all():            # a NaN anywhere in the epoch stays in the sums
-                raise FloatingPointError(f"VAE loss is {loss.item()} in epoch {epoch + 1} (rec {rec.item():.4g}, "
-                                         f"kl {kl.item():.4g}); lower --lr or check the data")
+        if i % 25 == 0 or i == len(batches) - 1:   # a host sync, so only every few steps
+            if not torch.isfinite(sums).all():     # a NaN anywhere in the epoch stays in the sums
+                break
             bar.set_postfix(nelbo=f"{loss.item():.1f}", rec=f"{rec.item():.1f}", kl=f"{kl.item():.1f}")
     return dict(zip(("loss", "rec", "kl"), (sums / x.shape[0]).tolist()))
 
 
+def train(which, args, dirs, device, started):
+    """Section 4 for one dataset: the VAE trained on D_u (which="u") or D_r ("r") in its own folder,
+    resumed after the last checkpointed epoch, then M samples. Returns (samples, history, timings)."""
+    cell = dirs[which]
+    label = "D_u" if which == "u" else f"D_r (rare {args.rare})"
+    ck = data.open_checkpoint(cell, args, which, started)
+    done = ck is not None and ck["epoch"] >= args.epochs
+    if done and (cached := data.cached_samples(cell, args, which)) is not None:
+        print(f"{label}: trained model and samples found in {cell}")
+        return cached, ck["history"], {}
+    gen = data.set_seed(args.seed, device)
+    model = build(args, data.image_shape(args), device, gen)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # AMP is GPU-only (data.autocast); fp16 (GPUs without bf16) needs loss scaling, bf16 and fp32 do not
+    scaler = torch.amp.GradScaler(device.type, enabled=data.amp_dtype(device) == torch.float16)
+    parts = {"vae": model, "opt": opt, "scaler": scaler}
+    start, history, _ = data.restore(ck, parts, gen, label)
+    timings = {}
+    if not done:
+        t0 = time.time()
+        x = data.load_split(args, which, device)[0]
+        x_val = data.load_split(args, "val", device)[0]          # for the validation ELBO
+        print(f"{label}: {len(x)} images, epochs {start + 1}..{args.epochs} -> {cell}")
+        data.save_config(cell, which, len(x), device, args)
+        t1 = time.time()
+        for epoch in range(start, args.epochs):
+            t_epoch = time.time()
+            losses = train_epoch(model, opt, scaler, x, epoch, args, gen)
+            data.stop_if_not_finite(losses, label, epoch, cell)
+            history.append({"epoch": epoch + 1, **losses, **validate(model, x_val, args.beta),
+                            "seconds": time.time() - t_epoch})
+            data.save_checkpoint(cell, parts, gen, epoch + 1, args, which, history)
+            data.log_epoch(label, history, args, device, first=epoch == start)
+        timings.update(data=t1 - t0, train=time.time() - t1)
+    t0 = time.time()
+    x_gen = sample(model, args.samples, data.sampling_generator(args.seed, device))
+    samples = data.save_samples(cell, x_gen, args, which)
+    timings["sample"] = time.time() - t0
+    return samples, history, timings
+
+
 # --------------------------------------------------------------------------- sampling
 @torch.inference_mode()
-def sample(state, n, args, gen, batch=500):
+def sample(model, n, gen):
     """z ~ N(0, I) -> decoder -> Bernoulli mean per pixel and channel -> uint8 [n, 3, H, W]. The mean
     (not a Bernoulli draw) is the image, as in Kingma & Welling's figures; the channels stay separate."""
-    model = state["models"]["vae"]
     model.eval()
     out = []
-    for m in range(0, n, batch):
-        z = torch.randn(min(batch, n - m), model.latent, generator=gen, device=gen.device)
+    for m in range(0, n, 500):
+        z = torch.randn(min(500, n - m), model.latent, generator=gen, device=gen.device)
         p = torch.sigmoid(model.decode(z).float())
         out.append((p * 255).round().to(torch.uint8).cpu())
     return torch.cat(out)
@@ -210,27 +246,35 @@ def sample(state, n, args, gen, batch=500):
 
 # --------------------------------------------------------------------------- evaluation
 @torch.inference_mode()
-def after_epoch(state, epoch, args, ctx):
-    """Negative ELBO on the held-out balanced validation digits (ctx["val"]), to watch for overfitting.
-    A fixed local generator makes it repeatable without touching the training RNG."""
-    model = state["models"]["vae"]
+def validate(model, x_val, beta):
+    """Negative ELBO on the held-out balanced validation images, to watch for overfitting: {"val_loss",
+    "val_rec", "val_kl"} per image. A fixed local generator makes it repeatable without touching the
+    training RNG."""
     model.eval()
-    x_val = ctx["val"][0]
     gen = torch.Generator(device=x_val.device).manual_seed(0)
     tot = {"val_loss": 0.0, "val_rec": 0.0, "val_kl": 0.0}
     for xb in x_val.split(1000):
         logits, mu, logvar = model(xb, gen)
-        for k, v in zip(tot, neg_elbo(logits, xb, mu, logvar, args.beta)):
+        for k, v in zip(tot, neg_elbo(logits, xb, mu, logvar, beta)):
             tot[k] += v.item() * len(xb)
     return {k: v / len(x_val) for k, v in tot.items()}
 
 
 # --------------------------------------------------------------------------- main
 def main(argv=None):
-    args = ztest.parse_args(build_parser(), argv, presets=PRESETS, check=check)
+    args = data.parse_args(build_parser(), argv, presets=PRESETS, check=check)
     name, run_name = names(args.beta)
-    return ztest.run_protocol(args, name=name, run_name=run_name, init=init, train_epoch=train_epoch,
-                              sample=sample, after_epoch=after_epoch)
+    started = time.time()
+    device = data.pick_device(args.device)
+    dirs = data.run_dirs(args, run_name)
+    done = ztest.finished_result(dirs, args)
+    if done is not None:
+        return done
+    runs = {}
+    for which in data.stages(args):     # D_u, then D_r; the lock: D_u is shared by every rare class
+        with data.file_lock(os.path.join(dirs[which], ".lock")):
+            runs[which] = train(which, args, dirs, device, started)
+    return ztest.evaluate(args, name, run_name, dirs, runs, device)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""ztest.py: the z-test of eq. 1, the paper's tables, and the protocol that every model script shares.
+"""ztest.py: the z-test of eq. 1, the verdicts, the paper's tables and the audit of any generator.
 
-Paper: "Do Generative Models Learn Rare Generative Factors?", section 4 (framework, eq. 1, the L/M rule),
-section 6 (Tables 1-4). One file holds everything the model scripts (vae.py, gan.py, ddpm.py) share:
+Paper: "Do Generative Models Learn Rare Generative Factors?", section 4 (framework, eq. 1, the L/M rule)
+and section 6 (Tables 1-4). In reading order:
 
-- statistics: z_score (eq. 1), the two-sided p-value, the L/M/? verdict, z_table, plus the extensions
+- statistics: z_score (eq. 1), the two-sided p-value, the L/M/? verdict, z_table, and our extensions
   (--test two-sample, Holm / Benjamini-Hochberg corrections, Cohen's h);
-- the protocol (section 4): common options, seeds, device, train on D_u and on D_r with atomic per-epoch
-  checkpoints and resume, sample M images, classify them with the oracles, print and save the z-table;
-- tables: Tables 1/2 (z per digit), Table 3 (cars), Table 4 (L/M summary) from result files, exported
-  as text, Markdown, LaTeX, CSV and JSON, with several seeds aggregated per cell.
+- tables: Tables 1/2 (z per digit), Table 3 (cars) and Table 4 (L/M summary) from result files, as
+  text, Markdown, LaTeX, CSV and JSON, with several seeds aggregated per cell;
+- audit: the oracles label any generator's samples, and eq. 1 compares them;
+- the steps the model scripts share (vae.py, gan.py and ddpm.py own their training loops and call
+  these): common options, run folders, the data, checkpoints with RNG states, samples, and `evaluate`,
+  which labels the samples, prints the z-table and saves result.json.
+
+Imports run one way: data -> oracles -> ztest -> vae, gan, ddpm.
 
 Run it:
     python ztest.py runs/ --out-dir results           # render Tables 1-4 from every result.json below runs/
@@ -18,39 +22,30 @@ The last line audits any generator: U.npz / R.npz hold its uint8 samples [N,3,28
 from the model trained on D_u and on D_r.
 """
 import argparse
-import contextlib
 import csv
-import fcntl
 import io
 import json
 import math
 import os
-import random
-import re
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 from scipy.stats import norm
-from tqdm import tqdm
 
 import data
+import oracles
 
 # --------------------------------------------------------------------------- configuration
 ALPHA = 0.05                                      # section 4: L when p > 0.05
 TESTS = ("one-sample", "two-sample")              # one-sample = the paper's eq. 1
 CORRECTIONS = ("none", "holm", "bh")              # none = the paper's per-class p-values
 MODEL_ORDER = ("VAE", "GAN", "GAN-SD", "DM")      # column order of Tables 1-4
-MNIST_CLASSES = tuple(str(d) for d in range(10))
-DATASETS = ("mnist", "cars")
-CAR_SIZE = 64
-# Options that never change a trained model; every other option is part of a checkpoint's identity.
-NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke")
-# Common presets; a model script's presets override them, an explicit option overrides both.
-BASE_PRESETS = {"quick": {}, "smoke": {"samples": 100, "subset": 300}}
+MNIST_CLASSES = data.MNIST_CLASSES
+DATASETS = data.DATASETS
+CAR_SIZE = data.CAR_SIZE
 
 
 # --------------------------------------------------------------------------- statistics (eq. 1)
@@ -217,531 +212,7 @@ def format_rows(rows, title=""):
     head = ["class", "n_u", "P_u", "n_r", "P_r", "z", "p", "h", "verdict"]
     body = [[str(r["name"]), str(r["n_u"]), _fmt(r["P_u"], ".3f"), str(r["n_r"]), _fmt(r["P_r"], ".3f"),
              _fmt(r["z"]), _fmt(r["p_adj"], ".3g"), _fmt(r["h"]), r["verdict"]] for r in rows]
-    return (title + "\n" if title else "") + _text_grid(head, body)
-
-
-def _text_grid(head, body):
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
-
-
-# --------------------------------------------------------------------------- command line (shared)
-def _die(msg, prog=None):
-    """Bad input: one line on stderr, exit code 2, no traceback."""
-    print(f"{prog or os.path.basename(sys.argv[0])}: error: {msg}", file=sys.stderr)
-    sys.exit(2)
-
-
-def common_parser(doc, epochs, batch_size, lr, samples=1000):
-    """The options every model script shares (defaults: the paper's protocol). `epochs`, `batch_size`
-    and `lr` are the model's own defaults; the model adds its options to the returned parser."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
-    a("--factor", default="colour", choices=data.FACTORS, help="generative factor (default: colour)")
-    a("--dataset", default="mnist", choices=DATASETS, help="mnist or the CompCars subset (default: mnist)")
-    a("--rare", type=int, default=1, help="class k with the rare factor in D_r: 0..9 for MNIST, 0 "
-      "(Volkswagen) for cars (default: 1; 0 with --dataset cars)")
-    a("--p-in", type=float, default=1.0, help="share of class k with the factor in D_r (Appendix E; default: 1.0)")
-    a("--p-out", type=float, default=0.0, help="share of other classes with the factor in D_r (default: 0.0)")
-    a("--samples", type=int, default=samples, help=f"M, images sampled per model (default: {samples})")
-    a("--seed", type=int, default=0, help="training and sampling seed (default: 0)")
-    a("--data-seed", type=int, default=0, help="seed of the datasets' factor assignment (default: 0)")
-    a("--data-root", default=None, help="MNIST root (default: $RGF_DATA_ROOT, else ./data)")
-    a("--cache-dir", default=None, help="cache for perturbed digits and oracles (default: <data-root>/rgf-cache)")
-    a("--out", default="runs", help="output folder (default: runs)")
-    a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = CUDA when present)")
-    a("--epochs", type=int, default=epochs, help=f"training epochs per model (default: {epochs})")
-    a("--batch-size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
-    a("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
-    a("--subset", type=int, default=0, help="build D_u and D_r from the first N MNIST training digits; "
-      "0 = all (default: 0)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="CPU preset: fewer epochs / a subset (default: off)")
-    g.add_argument("--smoke", action="store_true", help="seconds-long run for the tests (default: off)")
-    a("--force", action="store_true", help="retrain even when checkpoints or results exist (default: off)")
-    a("--stage", default="both", choices=("both", "u", "r"), help="both: D_u if needed, then D_r, then the "
-      "z-test; u: only the D_u model; r: only the D_r model (default: both)")
-    return p
-
-
-def _explicit(parser, argv):
-    """The destinations the user set on the command line (parse again with every default suppressed)."""
-    saved = [(a, a.default) for a in parser._actions]
-    try:
-        for a, _ in saved:
-            a.default = argparse.SUPPRESS
-        return set(vars(parser.parse_args(argv)))
-    finally:
-        for a, d in saved:
-            a.default = d
-
-
-def _check_common(a):
-    if a.dataset == "cars":
-        if a.rare != 0:
-            return f"--rare {a.rare} is not available for cars; accepted: 0 (Volkswagen)"
-        if a.factor != "colour":
-            return f"--factor {a.factor} is not available for cars; accepted: colour"
-        if (a.p_in, a.p_out) != (1.0, 0.0):
-            return "--p-in/--p-out are MNIST-only; cars use the paper's extreme skew"
-    elif not 0 <= a.rare <= 9:
-        return f"--rare {a.rare} out of range; accepted: 0..9"
-    for name, v in (("--p-in", a.p_in), ("--p-out", a.p_out)):
-        if not 0.0 <= v <= 1.0:
-            return f"{name} {v:g} out of range; accepted: a number in [0, 1]"
-    for name, v, lo in (("--samples", a.samples, 1), ("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 1),
-                        ("--subset", a.subset, 0), ("--seed", a.seed, 0), ("--data-seed", a.data_seed, 0)):
-        if v < lo:
-            return f"{name} {v} out of range; accepted: an integer >= {lo}"
-    if not a.lr > 0:
-        return f"--lr {a.lr:g} out of range; accepted: a number > 0"
-    try:
-        pick_device(a.device, announce=False)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-def parse_args(parser, argv=None, presets=None, check=None):
-    """Parse, apply the --quick / --smoke preset to every option the user did not set explicitly, then
-    validate (common checks, then check(args) -> error string or None). Errors: one line, exit 2."""
-    parser.error = lambda msg: _die(msg, parser.prog)     # argparse's own errors: one line too
-    args = parser.parse_args(argv)
-    explicit = _explicit(parser, argv)
-    for mode in ("quick", "smoke"):
-        if getattr(args, mode):
-            for k, v in {**BASE_PRESETS[mode], **(presets or {}).get(mode, {})}.items():
-                if not hasattr(args, k):
-                    raise ValueError(f"preset {mode!r} sets unknown option {k!r}")
-                if k not in explicit:
-                    setattr(args, k, v)
-    if args.dataset == "cars" and "rare" not in explicit:
-        args.rare = 0
-    msg = _check_common(args) or (check(args) if check else None)
-    if msg:
-        _die(msg, parser.prog)
-    return args
-
-
-# --------------------------------------------------------------------------- seeds, device, AMP, saving
-def set_seed(seed, device="cpu"):
-    """Seed random, numpy and torch (CPU and CUDA); print it. Returns a torch.Generator on `device`
-    seeded with `seed`: the explicit source of every random draw of the training code."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    print(f"seed: {seed}")
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def pick_device(spec="auto", announce=True):
-    """auto -> CUDA when available else CPU; cpu; cuda; cuda:N. Unavailable choices raise ValueError."""
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(spec))
-    if not m:
-        raise ValueError(f"--device {spec!r} not understood; accepted: auto, cpu, cuda, cuda:N")
-    if spec != "cpu":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0 or int(m.group(1) or 0) >= n:
-            raise ValueError(f"--device {spec}: no such CUDA device ({n} visible); accepted: auto, cpu"
-                             + (f", cuda:0..{n - 1}" if n else ""))
-    device = torch.device(spec)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if announce:
-        what = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
-        print(f"device: {device} ({what})")
-    return device
-
-
-def amp_dtype(device):
-    """The autocast dtype on `device`: bf16 on CUDA GPUs that support it, else fp16 (which needs a
-    torch.amp.GradScaler), None on the CPU (AMP is GPU-only)."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def autocast(device):
-    """Mixed precision for a forward pass: torch.autocast on CUDA (see amp_dtype), a no-op on the CPU."""
-    dtype = amp_dtype(device)
-    return torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
-
-
-def progress(iterable, desc="", total=None, **kw):
-    """A tqdm bar; the model shows its losses with bar.set_postfix(..., refresh=False) (refresh=True would
-    redraw on every batch). Logs (no terminal) update every 10 s."""
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
-                mininterval=0.1 if sys.stderr.isatty() else 10.0, **kw)
-
-
-def _atomic(path, write, mode="wb"):
-    """Write via a temp file in the same folder, then os.replace: never a half-written file."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def _clean(v):
-    """JSON-safe: NaN/inf -> null, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, (np.integer, np.bool_)):
-        return v.item()
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    return v
-
-
-def save_json(obj, path):
-    _atomic(path, lambda fh: fh.write(json.dumps(_clean(obj), indent=1, allow_nan=False)), mode="w")
-
-
-def save_text(text, path):
-    _atomic(path, lambda fh: fh.write(text), mode="w")
-
-
-def save_torch(obj, path):
-    _atomic(path, lambda fh: torch.save(obj, fh))
-
-
-def save_npz(path, **arrays):
-    _atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
-
-
-def save_grid(images, path, rows=10):
-    """A rows x rows grid PNG of the first rows^2 uint8 images [N,3,H,W] (black where fewer)."""
-    from PIL import Image
-    x = np.asarray(images, dtype=np.uint8)[: rows * rows]
-    n, c, h, w = x.shape
-    grid = np.zeros((rows * h, rows * w, 3), dtype=np.uint8)
-    for i in range(n):
-        grid[(i // rows) * h:(i // rows + 1) * h, (i % rows) * w:(i % rows + 1) * w] = x[i].transpose(1, 2, 0)
-    _atomic(path, lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    """An exclusive fcntl lock on `path` (held until the block ends; released if the process dies)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for {path}: another run holds it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-# --------------------------------------------------------------------------- the protocol (section 4)
-class _Stop(Exception):
-    """Ends run_protocol with one line on stderr and an exit code (2: bad input, 1: failed run)."""
-    def __init__(self, code, msg):
-        super().__init__(msg)
-        self.code = code
-
-
-def cell_names(args):
-    """Folders of the D_u model (shared by every rare class) and of the D_r cell, e.g.
-    colour-balanced-seed0 and colour-rare1-seed0 (colour-rare1-pin0.9-pout0.1-seed0, cars-rare0-seed0)."""
-    pre = "cars" if args.dataset == "cars" else args.factor
-    ds = f"-ds{args.data_seed}" if args.data_seed else ""
-    skew = "" if (args.p_in, args.p_out) == (1.0, 0.0) else f"-pin{args.p_in:g}-pout{args.p_out:g}"
-    return f"{pre}-balanced{ds}-seed{args.seed}", f"{pre}-rare{args.rare}{skew}{ds}-seed{args.seed}"
-
-
-def load_split(args, which):
-    """(x uint8 [N,3,H,W], y, f) numpy arrays of D_u (which="u"), D_r ("r") or the balanced validation
-    digits ("val"), built by data.py with the data seed; --subset limits the MNIST digits used."""
-    if args.dataset == "cars":
-        # CompCars has no held-out validation split: the paper's 185 validation cars are its test images
-        x, y, f = data.make_cars_dataset(data.data_root(args.data_root), rare=which == "r",
-                                         split="test" if which == "val" else "train", size=CAR_SIZE,
-                                         seed=args.data_seed)
-        if args.subset and which != "val":
-            keep = np.sort(np.random.default_rng(args.data_seed).permutation(len(y))[: args.subset])
-            x, y, f = x[keep], y[keep], f[keep]
-        return x, y, f
-    return data.make_dataset(args.factor, "val" if which == "val" else "train",
-                             rare=args.rare if which == "r" else None, p_in=args.p_in, p_out=args.p_out,
-                             seed=args.data_seed, root=args.data_root, cache_dir=args.cache_dir,
-                             limit=args.subset or None)
-
-
-def _identity(args, which, eval_keys=()):
-    """The options that define a trained model (D_u ignores the rare class and the skew)."""
-    skip = set(NOT_TRAINING) | set(eval_keys) | ({"rare", "p_in", "p_out"} if which == "u" else set())
-    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
-
-
-def _sample_key(args, which, eval_keys):
-    return json.dumps({**_identity(args, which, eval_keys), "samples": args.samples,
-                       **{k: getattr(args, k) for k in eval_keys}}, sort_keys=True)
-
-
-def _check_identity(path, saved, ident):
-    diff = sorted(k for k in set(saved) | set(ident) if saved.get(k) != ident.get(k))
-    if diff:
-        was = ", ".join(f"{k}={saved.get(k)!r} (now {ident.get(k)!r})" for k in diff)
-        raise _Stop(2, f"{path} was made with other settings: {was}; use --force to redo it or --out "
-                       f"for a separate folder")
-
-
-def _cached_samples(npz, key):
-    if os.path.exists(npz):
-        with np.load(npz) as z:
-            if str(z["key"]) == key:
-                return z["x"]
-    return None
-
-
-def _to_device(x, device):
-    return torch.from_numpy(np.ascontiguousarray(x)).to(device).float().div_(255)
-
-
-def _rng_state(gen):
-    return {"gen": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
-
-
-def _set_rng_state(gen, rng):
-    gen.set_state(rng["gen"])
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def _checkpoint(state, epoch, gen, config, ident, history):
-    """ckpt.pt: models, optimisers (and schedulers), epoch, RNG states, config, history."""
-    sd = lambda key: {k: m.state_dict() for k, m in state.get(key, {}).items()}
-    return {"models": sd("models"), "opts": sd("opts"), "scheds": sd("scheds"), "extra": state.get("extra"),
-            "epoch": epoch, "rng": _rng_state(gen), "config": config, "identity": ident, "history": history}
-
-
-def _restore(state, ck, gen):
-    for key in ("models", "opts", "scheds"):
-        for k, m in state.get(key, {}).items():
-            m.load_state_dict(ck[key][k])
-    if ck.get("extra") is not None:
-        state["extra"] = ck["extra"]
-    _set_rng_state(gen, ck["rng"])
-
-
-def _save_history(history, path):
-    keys = list(dict.fromkeys(k for h in history for k in h))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(history)
-    save_text(buf.getvalue(), path)
-
-
-def _train(which, cell, args, hooks, device, eval_keys, fresh_since, dirs):
-    """Train (or resume, or reuse) the model of D_u or D_r in folder `cell`, then sample M images.
-    Returns (samples uint8 [M,3,H,W], history, timings)."""
-    init, train_epoch, sample, after_epoch = hooks
-    label = "D_u" if which == "u" else f"D_r (rare {args.rare})"
-    ident, key = _identity(args, which, eval_keys), _sample_key(args, which, eval_keys)
-    ckpt_path, npz = os.path.join(cell, "ckpt.pt"), os.path.join(cell, "samples.npz")
-    ck, t = None, {}
-    if os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)   # our own file: RNG states
-        # --force retrains, except a D_u model that a parallel run (also forced) finished after we started
-        if args.force and not (which == "u" and ck["epoch"] >= args.epochs
-                               and os.path.getmtime(ckpt_path) >= fresh_since):
-            ck = None
-        else:
-            _check_identity(ckpt_path, ck["identity"], ident)
-    done = ck is not None and ck["epoch"] >= args.epochs
-    cached = _cached_samples(npz, key) if done else None
-    if cached is not None:
-        print(f"{label}: trained model and samples found in {cell}")
-        return cached, ck["history"], t
-    shape = (3, CAR_SIZE, CAR_SIZE) if args.dataset == "cars" else (3, 28, 28)
-    torch.manual_seed(args.seed), np.random.seed(args.seed), random.seed(args.seed)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    state = init(args, shape, device, gen)
-    history, start = [], 0
-    if ck is not None:
-        _restore(state, ck, gen)
-        history, start = ck["history"], ck["epoch"]
-        print(f"{label}: resuming from {ckpt_path} after epoch {start}")
-    if not done:
-        t0 = time.time()
-        try:
-            x = _to_device(load_split(args, which)[0], device)
-            val = None
-            if after_epoch:
-                xv, yv, fv = load_split(args, "val")
-                val = (_to_device(xv, device), torch.as_tensor(yv, device=device), torch.as_tensor(fv, device=device))
-        except (ValueError, FileNotFoundError) as e:
-            raise _Stop(2, str(e)) from None
-        if tuple(x.shape[1:]) != shape:
-            raise _Stop(2, f"{label} images have shape {tuple(x.shape[1:])}, expected {shape}")
-        t["data"] = time.time() - t0
-        save_json({"which": which, "images": len(x), "device": str(device), "torch": torch.__version__,
-                   "config": vars(args)}, os.path.join(cell, "config.json"))
-        print(f"{label}: {len(x)} images, epochs {start + 1}..{args.epochs} -> {cell}")
-        ctx = {"which": which, "rare": args.rare, "val": val, "dir": cell, "dirs": dirs}
-        t0 = time.time()
-        for epoch in range(start, args.epochs):
-            te = time.time()
-            try:
-                losses = train_epoch(state, x, epoch, args, gen)
-                bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-                if bad:
-                    raise FloatingPointError(", ".join(f"{k}={v}" for k, v in bad.items()))
-            except FloatingPointError as e:
-                raise _Stop(1, f"{label} training stopped: non-finite loss in epoch {epoch + 1} ({e}). The "
-                               f"last good checkpoint (epoch {epoch}) is kept in {ckpt_path}; rerun with "
-                               f"--force and a lower --lr or another --seed") from None
-            extra = after_epoch(state, epoch, args, ctx) if after_epoch else None
-            history.append({"epoch": epoch + 1, **losses, **(extra or {}), "seconds": time.time() - te})
-            save_torch(_checkpoint(state, epoch + 1, gen, vars(args), ident, history), ckpt_path)
-            _save_history(history, os.path.join(cell, "history.csv"))
-            print(f"{label} epoch {epoch + 1}/{args.epochs}  " + "  ".join(
-                f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch"), flush=True)
-            left = (time.time() - te) * (args.epochs - epoch - 1)
-            if epoch == start and device.type == "cpu" and not (args.quick or args.smoke) and left > 900:
-                print(f"{label}: about {left / 60:.0f} more minutes on this CPU; --quick is the CPU preset")
-        t["train"] = time.time() - t0
-        del x, val
-    t0 = time.time()
-    for m in state["models"].values():
-        m.eval()
-    sgen = torch.Generator(device=device).manual_seed(args.seed + 1_000_003)   # sampling: its own stream
-    with torch.inference_mode():
-        s = sample(state, args.samples, args, sgen)
-    s = s.cpu().numpy() if torch.is_tensor(s) else np.asarray(s)
-    if s.dtype != np.uint8 or s.shape != (args.samples,) + shape:
-        raise _Stop(1, f"sample() returned {s.dtype} {s.shape}; expected uint8 {(args.samples,) + shape}")
-    t["sample"] = time.time() - t0
-    save_npz(npz, x=s, key=np.array(key))
-    save_grid(s, os.path.join(cell, "samples.png"))
-    return s, history, t
-
-
-def _finished(r_dir, args, eval_keys):
-    path = os.path.join(r_dir, "result.json")
-    if args.force or not os.path.exists(path):
-        return None
-    with open(path) as fh:
-        res = json.load(fh)
-    _check_identity(path, res["identity"], json.loads(_sample_key(args, "r", eval_keys)))
-    print(f"{path} exists: cell already done (use --force to redo it)")
-    print(format_rows(_rows(res), _title(res)))
-    return res
-
-
-def _title(res):
-    skew = "" if (res["p_in"], res["p_out"]) == (1.0, 0.0) else f", p_in {res['p_in']:g}, p_out {res['p_out']:g}"
-    what = "cars" if res["dataset"] == "cars" else res["factor"]
-    return f"{res['model']}, {what}, rare class {res['classes'][res['rare']]}{skew}, seed {res['seed']}"
-
-
-def _evaluate(args, name, run_name, su, sr, device, cells, hist, times, eval_keys):
-    """Steps 4-5 of the protocol: oracle labels, the z-table (eq. 1), result.json."""
-    import oracles   # oracles.py uses ztest's helpers, so it is imported where it is needed
-    t0 = time.time()
-    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
-                               device=device, data_seed=args.data_seed, smoke=args.smoke)
-    times["oracles"] = time.time() - t0
-    t0 = time.time()
-    (y_u, f_u), (y_r, f_r) = oracles.classify(orc, su), oracles.classify(orc, sr)
-    times["classify"] = time.time() - t0
-    classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
-    counts = {"u": count_classes(y_u, f_u, len(classes)), "r": count_classes(y_r, f_r, len(classes))}
-    rows = rows_from_counts(counts, args.rare, classes)
-    below = {k: v for k, v in orc["acc"].items() if v < orc.get("target", 0.98)}
-    if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
-        print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
-              f" < {orc.get('target', 0.98):.0%}): verdicts of this cell are not trustworthy", file=sys.stderr)
-    res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
-           "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
-           "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
-           "test": "one-sample", "correction": "none", "rows": rows, "oracle_acc": orc["acc"],
-           "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
-           "timings": times, "dirs": cells, "history": hist, "config": vars(args),
-           "identity": json.loads(_sample_key(args, "r", eval_keys)), "torch": torch.__version__,
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    print(format_rows(rows, _title(res)))
-    save_json(res, os.path.join(cells["r"], "result.json"))
-    print(f"saved {os.path.join(cells['r'], 'result.json')}")
-    return res
-
-
-def run_protocol(args, name, run_name, init, train_epoch, sample, after_epoch=None, eval_keys=()):
-    """Section 4's protocol for one model and one cell: build D_u and D_r, train the same model on each
-    (per-epoch atomic checkpoints, resume, NaN stop), sample M images from each, classify them with the
-    oracles, print the z-table, save result.json. Returns the result dict (None when only a model was
-    trained). Outputs: <out>/<run_name>/<factor>-balanced-seed<s>/ (the D_u model, shared by every rare
-    class; guarded by a file lock) and <out>/<run_name>/<factor>-rare<k>-seed<s>/ (D_r, result.json).
-
-    Hooks (plain functions of the model script):
-      init(args, shape, device, gen) -> {"models": {name: Module}, "opts": {name: Optimizer},
-          optional "scheds": {name: scheduler}, optional "extra": picklable}
-      train_epoch(state, x, epoch, args, gen) -> {loss name: mean}; x float32 [N,3,H,W] in [0,1] on the
-          device; every random draw from `gen`. A non-finite value (or FloatingPointError) stops the run.
-      sample(state, n, args, gen) -> uint8 [n,3,H,W]; called in eval mode under torch.inference_mode().
-      after_epoch(state, epoch, args, ctx) -> {name: float} or None, logged with the losses; ctx =
-          {"which": "u" | "r", "rare": k, "val": (x_val, y_val, f_val) tensors on the device (balanced
-          validation digits; cars: the test images), "dir": this model's folder, "dirs": {"u", "r"}}.
-          The D_u model serves every rare class, so for which="u" record values for every class.
-    eval_keys: options that change only sampling (e.g. a sampler's step count): changing them resamples
-    but never invalidates a trained model. Any other changed option is refused unless --force.
-    """
-    t_start = time.time()
-    device = pick_device(args.device)
-    set_seed(args.seed, device)
-    u_name, r_name = cell_names(args)
-    cells = {"u": os.path.join(args.out, run_name, u_name), "r": os.path.join(args.out, run_name, r_name)}
-    hooks = (init, train_epoch, sample, after_epoch)
-    eval_keys = tuple(eval_keys)
-    try:
-        if args.stage != "u" and (res := _finished(cells["r"], args, eval_keys)):
-            return res
-        hist, times = {}, {}
-        if args.stage == "r":      # only D_r; the z-test needs the D_u samples from an earlier run
-            su = _cached_samples(os.path.join(cells["u"], "samples.npz"), _sample_key(args, "u", eval_keys))
-        else:
-            with file_lock(os.path.join(cells["u"], ".lock")):
-                su, hist["u"], t = _train("u", cells["u"], args, hooks, device, eval_keys, t_start, cells)
-                times.update({f"{k}_u": v for k, v in t.items()})
-            if args.stage == "u":
-                return None
-        with file_lock(os.path.join(cells["r"], ".lock")):
-            if res := _finished(cells["r"], args, eval_keys):    # a parallel run finished it meanwhile
-                return res
-            sr, hist["r"], t = _train("r", cells["r"], args, hooks, device, eval_keys, t_start, cells)
-            times.update({f"{k}_r": v for k, v in t.items()})
-            if su is None:
-                print(f"no D_u samples in {cells['u']} yet: run --stage u (or both) for the z-test")
-                return None
-            return _evaluate(args, name, run_name, su, sr, device, cells, hist, times, eval_keys)
-    except _Stop as e:
-        print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
-        sys.exit(e.code)
+    return (title + "\n" if title else "") + data.text_grid(head, body)
 
 
 # --------------------------------------------------------------------------- tables (Tables 1-4)
@@ -903,7 +374,7 @@ def render(table, style="text"):
     cell = lambda parts: " / ".join(mark.format(esc(t)) if b else esc(t) for t, b in parts)
     head, body = [esc(h) for h in table["header"]], [[cell(c) for c in r] for r in table["rows"]]
     if style == "text":
-        return f"{table['title']}\n{_text_grid(head, body)}\n{table['note']}\n"
+        return f"{table['title']}\n{data.text_grid(head, body)}\n{table['note']}\n"
     if style == "csv":
         buf = io.StringIO()
         csv.writer(buf).writerows([head] + body)
@@ -921,14 +392,14 @@ def render(table, style="text"):
 def export(results, tabs, agg, out_dir, test, correction, alpha):
     """Write tables.{txt,md,tex,json}, one CSV per table and rows.csv (every row of every result)."""
     for style, ext in (("text", "txt"), ("md", "md"), ("tex", "tex")):
-        save_text("\n".join(render(t, style) for t in tabs), os.path.join(out_dir, f"tables.{ext}"))
+        data.save_text("\n".join(render(t, style) for t in tabs), os.path.join(out_dir, f"tables.{ext}"))
     for t in tabs:
-        save_text(render(t, "csv"), os.path.join(out_dir, f"{t['slug']}.csv"))
+        data.save_text(render(t, "csv"), os.path.join(out_dir, f"{t['slug']}.csv"))
     cells = [{"dataset": k[0], "factor": k[1], "rare": k[2], "p_in": k[3], "p_out": k[4], "model": k[5], **v}
              for k, v in sorted(agg.items(), key=lambda kv: (kv[0][:5], _model_key(kv[0][5])))]
     plain = [{**{k: v for k, v in t.items() if k != "rows"}, "rows": [[render({**t, "rows": [[c]], "header": ["x"]},
              "csv").splitlines()[1] for c in r] for r in t["rows"]]} for t in tabs]
-    save_json({"test": test, "correction": correction, "alpha": alpha, "tables": plain, "cells": cells},
+    data.save_json({"test": test, "correction": correction, "alpha": alpha, "tables": plain, "cells": cells},
               os.path.join(out_dir, "tables.json"))
     keys = ["model", "dataset", "factor", "rare", "p_in", "p_out", "seed", "class", "n_u", "k_u", "P_u",
             "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "file"]
@@ -937,8 +408,8 @@ def export(results, tabs, agg, out_dir, test, correction, alpha):
     w.writeheader()
     for res in results:
         for r in _rows(res, test, correction, alpha):
-            w.writerow(_clean({**{k: res[k] for k in keys if k in res}, **r}))
-    save_text(buf.getvalue(), os.path.join(out_dir, "rows.csv"))
+            w.writerow(data.json_safe({**{k: res[k] for k in keys if k in res}, **r}))
+    data.save_text(buf.getvalue(), os.path.join(out_dir, "rows.csv"))
     print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")
 
 
@@ -963,10 +434,9 @@ def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=No
           device="auto", data_seed=0, smoke=False):
     """Evaluate any generator: its samples from the D_u model (file u) and the D_r model (file r) are
     classified by the oracles and compared with eq. 1. Returns a result dict (render it like ours)."""
-    import oracles
     shape = (3, CAR_SIZE, CAR_SIZE) if dataset == "cars" else (3, 28, 28)
     su, sr = load_samples(u, shape), load_samples(r, shape)
-    dev = pick_device(device)
+    dev = data.pick_device(device)
     orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=dev, data_seed=data_seed,
                                smoke=smoke)
     classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
@@ -979,10 +449,78 @@ def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=No
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+# --------------------------------------------------------------------------- evaluation of a model script's run
+# The model scripts (vae.py, gan.py, ddpm.py) own their training loops and take the shared run steps from
+# data.py; the evaluation, which needs the oracles and the z-test, is here.
+def finished_result(dirs, args, eval_keys=()):
+    """The saved result of this cell when it is done with the same settings (printed again), else None.
+    With --force, or --stage u, nothing counts as done."""
+    path = os.path.join(dirs["r"], "result.json")
+    if args.force or args.stage == "u" or not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        res = json.load(fh)
+    data.check_identity(path, res["identity"], json.loads(data.sample_key(args, "r", eval_keys)))
+    print(f"{path} exists: cell already done (use --force to redo it)")
+    print(format_rows(_rows(res), _title(res)))
+    return res
+
+
+def _title(res):
+    skew = "" if (res["p_in"], res["p_out"]) == (1.0, 0.0) else f", p_in {res['p_in']:g}, p_out {res['p_out']:g}"
+    what = "cars" if res["dataset"] == "cars" else res["factor"]
+    return f"{res['model']}, {what}, rare class {res['classes'][res['rare']]}{skew}, seed {res['seed']}"
+
+
+def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
+    """Section 4, steps 4-5: the oracles label the M samples of the D_u and the D_r model, eq. 1 compares
+    the factor's share per class, the z-table is printed and saved as result.json in the D_r folder.
+    runs: {"u": (samples, history, timings), "r": (...)}, as the script's training returned them; with
+    --stage r the D_u samples come from an earlier run. Returns the result, or None when there is
+    nothing to compare yet (--stage u, or no D_u samples)."""
+    if args.stage == "u":
+        return None
+    if "u" not in runs:
+        su = data.cached_samples(dirs["u"], args, "u", eval_keys)
+        if su is None:
+            print(f"no D_u samples in {dirs['u']} yet: run --stage u (or both) for the z-test")
+            return None
+        runs = {"u": (su, {}, {}), **runs}
+    times = {f"{k}_{w}": v for w in ("u", "r") for k, v in runs[w][2].items()}
+    t0 = time.time()
+    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
+                               device=device, data_seed=args.data_seed, smoke=args.smoke)
+    times["oracles"] = time.time() - t0
+    t0 = time.time()
+    (y_u, f_u), (y_r, f_r) = oracles.classify(orc, runs["u"][0]), oracles.classify(orc, runs["r"][0])
+    times["classify"] = time.time() - t0
+    classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
+    counts = {"u": count_classes(y_u, f_u, len(classes)), "r": count_classes(y_r, f_r, len(classes))}
+    rows = rows_from_counts(counts, args.rare, classes)
+    below = {k: v for k, v in orc["acc"].items() if v < orc["target"]}
+    if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
+        print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
+              f" < {orc['target']:.0%}): verdicts of this cell are not trustworthy", file=sys.stderr)
+    hist = {w: runs[w][1] for w in ("u", "r") if w in data.stages(args)}
+    res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
+           "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
+           "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
+           "test": "one-sample", "correction": "none", "rows": rows, "oracle_acc": orc["acc"],
+           "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
+           "timings": times, "dirs": dirs, "history": hist, "config": vars(args),
+           "identity": json.loads(data.sample_key(args, "r", eval_keys)), "torch": torch.__version__,
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    print(format_rows(rows, _title(res)))
+    data.save_json(res, os.path.join(dirs["r"], "result.json"))
+    print(f"saved {os.path.join(dirs['r'], 'result.json')}")
+    return res
+
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.error = lambda msg: _die(msg, p.prog)
+    p.error = data.fail
     a = p.add_argument
     a("results", nargs="*", help="result.json files, or folders searched for them")
     a("--u", help="audit: .npz of uint8 samples from the model trained on D_u")
@@ -1015,7 +553,7 @@ def main(argv=None):
                         args.cache_dir, args.device, args.data_seed, args.smoke)
             print(format_rows(_rows(res, args.test, args.correction, args.alpha), _title(res)))
             if args.save:
-                save_json(res, args.save)
+                data.save_json(res, args.save)
                 print(f"saved {args.save}")
             results = [{**res, "file": args.save or "audit"}] if args.out_dir else []
         elif args.results:
@@ -1033,7 +571,7 @@ def main(argv=None):
             if args.out_dir:
                 export(results, tabs, agg, args.out_dir, args.test, args.correction, args.alpha)
     except (ValueError, FileNotFoundError) as e:
-        _die(str(e), p.prog)
+        data.fail(str(e))
 
 
 if __name__ == "__main__":

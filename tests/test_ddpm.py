@@ -67,13 +67,13 @@ def test_ddim_with_eta_1_over_all_steps_is_algorithm_2(monkeypatch):
 # --------------------------------------------------------------------------- the network
 @pytest.mark.parametrize("shape, patch", [((3, 28, 28), 1), ((3, 64, 64), 1), ((3, 28, 28), 2), ((3, 64, 64), 4)])
 def test_shapes(shape, patch):
-    state = ddpm.init(_args(patch=patch), shape, torch.device("cpu"), torch.Generator().manual_seed(0))
-    net = state["models"]["unet"]
+    net, ema = ddpm.build(_args(patch=patch), shape, torch.device("cpu"), torch.Generator().manual_seed(0))
     x = torch.randn(3, *shape)
     assert net(x, torch.tensor([0, 500, 999])).shape == x.shape
-    s = ddpm.sample(state, 5, _args(sample_steps=2), torch.Generator().manual_seed(1))
+    s = ddpm.sample(ema.net, 5, _args(sample_steps=2), torch.Generator().manual_seed(1))
     assert s.dtype == torch.uint8 and s.shape == (5,) + shape
-    assert set(state["models"]) == {"unet", "ema"} and set(state["opts"]) == {"unet"}
+    # the EMA starts as a copy of the network, not as the network itself
+    assert ema.net is not net and all(torch.equal(e, p) for e, p in zip(ema.net.parameters(), net.parameters()))
     with pytest.raises(ValueError, match="28x28"):
         ddpm.UNet((3, 32, 32))
     with pytest.raises(ValueError, match="patch 3"):
@@ -96,19 +96,25 @@ def test_network_uses_the_time_step(width):
     assert emb.shape == (3, 8) and not torch.allclose(emb[1], emb[2])
 
 
-def test_init_and_training_are_deterministic_and_ema_follows():
+def test_build_and_training_are_deterministic_and_ema_follows():
     x = torch.rand(48, 3, 28, 28)
     before = torch.get_rng_state()
     runs = []
     for _ in range(2):
         gen = torch.Generator().manual_seed(0)
-        state = ddpm.init(_args(), (3, 28, 28), torch.device("cpu"), gen)
-        runs.append(([ddpm.train_epoch(state, x, e, _args(), gen) for e in range(2)], state))
+        net, ema = ddpm.build(_args(), (3, 28, 28), torch.device("cpu"), gen)
+        opt = torch.optim.Adam(net.parameters(), lr=_args().lr)
+        runs.append(([ddpm.train_epoch(net, ema, opt, x, e, _args(), gen) for e in range(2)], net, ema))
     assert torch.equal(torch.get_rng_state(), before)                 # only `gen` was used
     assert runs[0][0] == runs[1][0] and all(np.isfinite(r["loss"]) for r in runs[0][0])
-    net, ema = runs[0][1]["models"]["unet"], runs[0][1]["models"]["ema"]
+    _, net, ema = runs[0]
     assert ema.updates.item() == 6                                    # 2 epochs x 3 batches
-    assert not any(p.requires_grad for p in ema.parameters())
+    assert not any(p.requires_grad for p in ema.net.parameters())
+    # what the checkpoint keeps of the EMA brings it back: the averaged weights and the step count
+    back = ddpm.EMA(ddpm.UNet((3, 28, 28), width=8, res_blocks=1), 0.9)
+    back.load_state_dict(ema.state_dict())
+    assert back.updates.item() == 6
+    assert all(torch.equal(b, e) for b, e in zip(back.net.state_dict().values(), ema.net.state_dict().values()))
     w_e, w_n = ema.net.stem[1].weight.clone(), net.stem[1].weight.detach()
     ema.update(net)                                                   # e <- d e + (1 - d) p, d = min(0.9, 8/17)
     d = min(0.9, (1 + 7) / (10 + 7))
@@ -132,7 +138,7 @@ def test_smoke_end_to_end_and_force(tmp_path, mnist_root, cache_dir, capsys):
     conf = json.loads((r / "confidence.json").read_text())
     assert conf == res["confidence"] and 0 <= conf["u"] <= 1 and 0 <= conf["r"] <= 1
     ck = torch.load(r / "ckpt.pt", weights_only=False)
-    assert set(ck["models"]) == {"unet", "ema"} and ck["models"]["ema"]["updates"].item() > 0
+    assert set(ck["state"]) == {"unet", "ema", "opt"} and ck["state"]["ema"]["updates"].item() > 0
     # a finished cell is not redone; another sampler reuses the models (once result.json is gone)
     mtime = (r / "ckpt.pt").stat().st_mtime_ns
     capsys.readouterr()
@@ -157,10 +163,10 @@ def test_resume_after_interruption_gives_the_same_samples(tmp_path, mnist_root, 
     _run(tmp_path / "a", mnist_root, cache_dir, *argv)
     real_train = ddpm.train_epoch
 
-    def crash_in_epoch_2(state, x, epoch, args, gen):
+    def crash_in_epoch_2(net, ema, opt, x, epoch, args, gen):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real_train(state, x, epoch, args, gen)
+        return real_train(net, ema, opt, x, epoch, args, gen)
 
     monkeypatch.setattr(ddpm, "train_epoch", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):

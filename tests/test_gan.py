@@ -6,7 +6,6 @@ without side effects.
     python -m pytest -q tests/test_gan.py
 """
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -16,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+import data
 import gan
-import ztest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,25 +30,23 @@ def _args(**kw):
 @pytest.mark.parametrize("shape, widest", [((3, 28, 28), 1024), ((3, 64, 64), 2048)])
 def test_shapes_and_auto_width(shape, widest):
     gen = torch.Generator().manual_seed(0)
-    state = gan.init(_args(), shape, torch.device("cpu"), gen)
-    G, D = state["models"]["G"], state["models"]["D"]
+    G, D = gan.build(_args(), shape, torch.device("cpu"), gen)
     assert G.net[-2].in_features == widest and D.net[1].out_features == widest // 2
     x = G(torch.randn(5, gan.LATENT))
     assert x.shape == (5,) + shape and x.min() >= -1 and x.max() <= 1
     assert D(x).shape == (5,)
-    s = gan.sample(state, 7, _args(), torch.Generator().manual_seed(1))
+    assert gan.BETAS == (0.5, 0.999) and gan.LR == 2e-4 and gan.BATCH_SIZE == 64   # the paper's GAN settings
+    s = gan.sample(G, 7, torch.Generator().manual_seed(1))
     assert s.dtype == torch.uint8 and s.shape == (7,) + shape
-    assert set(state["opts"]) == {"G", "D"}
-    assert state["opts"]["D"].defaults["betas"] == (0.5, 0.999) and state["opts"]["D"].defaults["lr"] == 2e-4
 
 
-def test_init_is_a_function_of_the_generator_and_leaves_global_rng_alone():
+def test_build_is_a_function_of_the_generator_and_leaves_global_rng_alone():
     before = torch.get_rng_state()
-    a = gan.init(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
-    b = gan.init(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
+    a = gan.build(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
+    b = gan.build(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
     assert torch.equal(torch.get_rng_state(), before)
-    for k in ("G", "D"):
-        for p, q in zip(a["models"][k].parameters(), b["models"][k].parameters()):
+    for net_a, net_b in zip(a, b):
+        for p, q in zip(net_a.parameters(), net_b.parameters()):
             assert torch.equal(p, q)
 
 
@@ -79,7 +76,7 @@ def test_sd_schedule_and_names():
 
 
 def test_sd_epochs_default_follows_epochs():
-    parse = lambda *argv: ztest.parse_args(gan.build_parser(), list(argv), presets=gan.PRESETS, check=gan.check)
+    parse = lambda *argv: data.parse_args(gan.build_parser(), list(argv), presets=gan.PRESETS, check=gan.check)
     assert parse().sd_epochs == 80 and parse().epochs == 200 and parse().sd_lambda == 0   # the paper's
     assert parse("--epochs", "10").sd_epochs == 4 and parse("--epochs", "1").sd_epochs == 1
     quick = parse("--quick")
@@ -93,8 +90,9 @@ def test_train_epoch_learns_and_is_deterministic():
     runs = []
     for _ in range(2):
         gen = torch.Generator().manual_seed(0)
-        state = gan.init(args, (3, 28, 28), torch.device("cpu"), gen)
-        runs.append([gan.train_epoch(state, x, e, args, gen) for e in range(2)])
+        G, D = gan.build(args, (3, 28, 28), torch.device("cpu"), gen)
+        opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=args.lr, betas=gan.BETAS) for m in (G, D))
+        runs.append([gan.train_epoch(G, D, opt_g, opt_d, x, e, args, gen) for e in range(2)])
     assert runs[0] == runs[1]
     assert runs[0][0]["sd_lambda"] == 0.8 and runs[0][1]["sd_lambda"] == 0.0
     assert all(np.isfinite(v) for r in runs[0] for v in r.values())
@@ -144,10 +142,10 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, c
     _run(tmp_path / "a", mnist_root, cache_dir, *argv)
     real_train = gan.train_epoch
 
-    def crash_in_epoch_3(state, x, epoch, args, gen):
+    def crash_in_epoch_3(G, D, opt_g, opt_d, x, epoch, args, gen):
         if epoch == 2:
             raise KeyboardInterrupt
-        return real_train(state, x, epoch, args, gen)
+        return real_train(G, D, opt_g, opt_d, x, epoch, args, gen)
 
     monkeypatch.setattr(gan, "train_epoch", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):

@@ -1,24 +1,27 @@
-"""The shared protocol of ztest.py (section 4 of the paper): options and presets, resume determinism,
---force, finished cells, NaN stop, the shared D_u model, bad input. A tiny model defined here stands in
-for vae.py / gan.py / ddpm.py; data and oracles are small fakes, so every test takes seconds.
+"""The run steps that vae.py, gan.py and ddpm.py share (section 4 of the paper): options and presets,
+run folders, checkpoints with RNG states and resume, --force, finished cells, the NaN stop, the shared
+D_u model, refused settings, atomic files, and ztest.evaluate. A tiny model script, written here the way
+the three model scripts are written, drives them; data and oracles are small fakes, so every test takes
+seconds.
 
     python -m pytest -q tests/test_protocol.py
 """
 import fcntl
 import json
 import os
-import sys
-import types
+import stat
+import time
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
+import data
 import ztest
 
 
-# --------------------------------------------------------------------------- a tiny model with the hooks
+# --------------------------------------------------------------------------- a tiny model script
 class Tiny(nn.Module):
     """A 'generator' that is one learned mean image plus Gaussian noise."""
     def __init__(self, shape):
@@ -29,47 +32,67 @@ class Tiny(nn.Module):
 CALLS = {"train": 0, "crash_at": 0, "nan_at": 0}     # set by run(); not options, so not part of a model's identity
 
 
-def init(args, shape, device, gen):
-    m = Tiny(shape).to(device)
-    with torch.no_grad():
-        m.mu.uniform_(0, 1, generator=gen)
-    return {"models": {"g": m}, "opts": {"g": torch.optim.SGD(m.parameters(), lr=args.lr, momentum=0.9)},
-            "extra": {"steps": 0}}
-
-
-def train_epoch(state, x, epoch, args, gen):
+def train_epoch(m, opt, x, epoch, args, gen):
     CALLS["train"] += 1
     if epoch + 1 == CALLS["crash_at"]:
         raise KeyboardInterrupt            # an interruption in the middle of training
-    m, opt = state["models"]["g"], state["opts"]["g"]
-    total = 0.0
-    for idx in ztest.progress(torch.randperm(len(x), generator=gen, device=x.device).split(args.batch_size)):
+    total, steps = 0.0, 0
+    for idx in data.progress(torch.randperm(len(x), generator=gen, device=x.device).split(args.batch_size)):
         noise = torch.randn(x[idx].shape, generator=gen, device=x.device)
         loss = ((m.mu + 0.1 * noise - x[idx]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        state["extra"]["steps"] += 1
-        total += loss.item() * len(idx)
-    return {"loss": float("nan") if epoch + 1 == CALLS["nan_at"] else total / len(x)}
+        total, steps = total + loss.item() * len(idx), steps + 1
+    return {"loss": float("nan") if epoch + 1 == CALLS["nan_at"] else total / len(x)}, steps
 
 
-def sample(state, n, args, gen):
-    m = state["models"]["g"]
-    x = m.mu + 0.3 * torch.randn((n,) + tuple(m.mu.shape), generator=gen, device=m.mu.device)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+def train(which, args, dirs, device, started):
+    cell = dirs[which]
+    ck = data.open_checkpoint(cell, args, which, started)
+    if ck and ck["epoch"] >= args.epochs and (s := data.cached_samples(cell, args, which)) is not None:
+        return s, ck["history"], {}
+    gen = data.set_seed(args.seed, device)
+    m = Tiny(data.image_shape(args)).to(device)
+    with torch.no_grad():
+        m.mu.uniform_(0, 1, generator=gen)
+    opt = torch.optim.SGD(m.parameters(), lr=args.lr, momentum=0.9)
+    start, history, steps = data.restore(ck, {"g": m, "opt": opt}, gen, which)
+    steps, timings = steps or 0, {}
+    if start < args.epochs:
+        x, _, _ = data.load_split(args, which, device)
+        x_val = data.load_split(args, "val", device)[0]
+        data.save_config(cell, which, len(x), device, args)
+        t0 = time.time()
+        for epoch in range(start, args.epochs):
+            losses, n = train_epoch(m, opt, x, epoch, args, gen)
+            data.stop_if_not_finite(losses, which, epoch, cell)
+            steps += n
+            history.append({"epoch": epoch + 1, **losses, "val_mean": float(x_val.mean()), "seconds": 0.0})
+            data.save_checkpoint(cell, {"g": m, "opt": opt}, gen, epoch + 1, args, which, history, extra=steps)
+        timings["train"] = time.time() - t0
+    with torch.no_grad():
+        g = data.sampling_generator(args.seed, device)
+        x = m.mu + 0.3 * torch.randn((args.samples,) + tuple(m.mu.shape), generator=g)
+    timings["sample"] = 0.0
+    return data.save_samples(cell, (x.clamp(0, 1) * 255).round().to(torch.uint8), args, which), history, timings
 
 
-def after_epoch(state, epoch, args, ctx):
-    return {"val_mean": float(ctx["val"][0].mean())}
+def main(args):
+    dirs, device = data.run_dirs(args, "tiny"), data.pick_device(args.device)
+    if (res := ztest.finished_result(dirs, args)) is not None:
+        return res
+    runs = {which: train(which, args, dirs, device, time.time()) for which in data.stages(args)}
+    return ztest.evaluate(args, "Tiny", "tiny", dirs, runs, device)
 
 
 # --------------------------------------------------------------------------- fakes: data and oracles
-def fake_split(args, which):
+def fake_dataset(factor, split="train", rare=None, p_in=1.0, p_out=0.0, seed=0, root=None, cache_dir=None,
+                 limit=None):
     """200 images; the factor is the colour channel (red f=0, green f=1), the label a brightness level."""
-    rng = np.random.default_rng([args.data_seed, {"u": 0, "r": 1, "val": 2}[which]])
+    rng = np.random.default_rng([seed, {"train": int(rare is not None), "val": 2}[split]])
     y = np.arange(200) % 10
-    f = (y == args.rare).astype(np.int64) if which == "r" else (np.arange(200) // 10) % 2
+    f = (y == rare).astype(np.int64) if rare is not None else (np.arange(200) // 10) % 2
     x = np.zeros((200, 3, 28, 28), np.uint8)
     x[np.arange(200), f] = (rng.random((200, 28, 28)) * 25 * (y[:, None, None] + 1)).astype(np.uint8)
     return x, y, f
@@ -92,29 +115,27 @@ def one_thread():
 
 @pytest.fixture
 def fakes(monkeypatch):
-    mod = types.SimpleNamespace(load_oracles=lambda *a, **k: {"acc": {"label": 0.99, "factor": 0.995},
-                                                               "target": 0.98},
-                                classify=fake_classify)
-    monkeypatch.setitem(sys.modules, "oracles", mod)
-    monkeypatch.setattr(ztest, "load_split", fake_split)
+    monkeypatch.setattr(ztest.oracles, "load_oracles", lambda *a, **k: {"acc": {"label": 0.99, "factor": 0.995},
+                                                                       "target": 0.98})
+    monkeypatch.setattr(ztest.oracles, "classify", fake_classify)
+    monkeypatch.setattr(data, "make_dataset", fake_dataset)
     CALLS["train"] = 0
 
 
 def parse(argv, tmp_path):
-    p = ztest.common_parser(__doc__, epochs=4, batch_size=32, lr=0.5)
-    return ztest.parse_args(p, ["--out", str(tmp_path), "--device", "cpu", "--samples", "60"] + argv,
-                            presets={"smoke": {"epochs": 1}})
+    p = data.common_parser(__doc__, epochs=4, batch_size=32, lr=0.5)
+    return data.parse_args(p, ["--out", str(tmp_path), "--device", "cpu", "--samples", "60"] + argv,
+                           presets={"smoke": {"epochs": 1}})
 
 
-def run(argv, tmp_path, after=after_epoch, crash_at=0, nan_at=0):
+def run(argv, tmp_path, crash_at=0, nan_at=0):
     CALLS.update(crash_at=crash_at, nan_at=nan_at)
-    return ztest.run_protocol(parse(argv, tmp_path), name="Tiny", run_name="tiny", init=init,
-                              train_epoch=train_epoch, sample=sample, after_epoch=after)
+    return main(parse(argv, tmp_path))
 
 
 def stable(res):
     """A result without the wall-clock and path fields that legitimately differ between two runs."""
-    return {"counts": res["counts"], "rows": json.loads(json.dumps(ztest._clean(res["rows"]))),
+    return {"counts": res["counts"], "rows": json.loads(json.dumps(data.json_safe(res["rows"]))),
             "history": {w: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]
                         for w, hs in res["history"].items()}}
 
@@ -143,8 +164,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(fakes, tmp_path, c
         assert np.array_equal(a, b)
         ca = torch.load(tmp_path / "a/tiny" / cell / "ckpt.pt", weights_only=False)
         cb = torch.load(tmp_path / "b/tiny" / cell / "ckpt.pt", weights_only=False)
-        assert torch.equal(ca["models"]["g"]["mu"], cb["models"]["g"]["mu"])
-        assert ca["extra"] == cb["extra"] == {"steps": 4 * 7}
+        assert torch.equal(ca["state"]["g"]["mu"], cb["state"]["g"]["mu"])
+        assert ca["extra"] == cb["extra"] == 4 * 7
         assert [h["epoch"] for h in cb["history"]] == [1, 2, 3, 4]
 
 
@@ -162,7 +183,7 @@ def test_outputs_of_a_cell(fakes, tmp_path):
     assert res["rows"][-1]["verdict"] in "LM?-"
     assert [h["val_mean"] > 0 for h in saved["history"]["u"]] == [True] * 4
     ck = torch.load(cell / "ckpt.pt", weights_only=False)
-    assert set(ck) >= {"models", "opts", "epoch", "rng", "config", "history"}
+    assert set(ck) >= {"state", "epoch", "rng", "config", "history"} and set(ck["state"]) == {"g", "opt"}
     assert set(ck["rng"]) >= {"gen", "torch", "numpy", "python"}
     assert not [f for f in os.listdir(cell) if f.startswith(".tmp-")]     # atomic writes leave no temp files
 
@@ -206,15 +227,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fakes, tmp_path, caps
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]   # (tqdm bars aside)
     assert len(err) == 1 and "non-finite loss in epoch 3" in err[0] and "loss=nan" in err[0]
     ck = torch.load(tmp_path / "tiny/colour-balanced-seed0/ckpt.pt", weights_only=False)
-    assert ck["epoch"] == 2 and torch.isfinite(ck["models"]["g"]["mu"]).all()
-
-
-def test_floating_point_error_from_the_model_also_stops(fakes, tmp_path, capsys):
-    def boom(state, x, epoch, args, gen):
-        raise FloatingPointError("VAE loss is nan")
-    with pytest.raises(SystemExit) as e:
-        ztest.run_protocol(parse([], tmp_path), "Tiny", "tiny", init, boom, sample)
-    assert e.value.code == 1 and "VAE loss is nan" in capsys.readouterr().err
+    assert ck["epoch"] == 2 and torch.isfinite(ck["state"]["g"]["mu"]).all()
 
 
 def test_changed_settings_are_refused_not_mixed(fakes, tmp_path, capsys):
@@ -248,43 +261,60 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
 
 
 def test_model_check_error(tmp_path, capsys):
-    p = ztest.common_parser("", epochs=1, batch_size=1, lr=1)
+    p = data.common_parser("", epochs=1, batch_size=1, lr=1)
     p.add_argument("--beta", type=float, default=1.0, help="(default: 1)")
     check = lambda a: None if a.beta > 0 else f"--beta must be > 0 (got {a.beta:g})"
-    assert ztest.parse_args(p, ["--beta", "2"], check=check).beta == 2
+    assert data.parse_args(p, ["--beta", "2"], check=check).beta == 2
     with pytest.raises(SystemExit) as e:
-        ztest.parse_args(p, ["--beta", "-1"], check=check)
+        data.parse_args(p, ["--beta", "-1"], check=check)
     assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("--beta must be > 0 (got -1)")
 
 
 def test_helpers(tmp_path):
-    assert ztest.pick_device("cpu", announce=False) == torch.device("cpu")
-    assert ztest.amp_dtype("cpu") is None
-    with ztest.autocast(torch.device("cpu")):           # a no-op on the CPU: float32 stays float32
+    assert data.pick_device("cpu", announce=False) == torch.device("cpu")
+    assert data.amp_dtype("cpu") is None
+    with data.autocast(torch.device("cpu")):           # a no-op on the CPU: float32 stays float32
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
-    g = ztest.set_seed(5)
+    g = data.set_seed(5)
     assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(5)))
     lock = tmp_path / "x.lock"
-    with ztest.file_lock(lock):                        # a second holder is refused while the first holds it
+    with data.file_lock(lock):                        # a second holder is refused while the first holds it
         with open(lock) as fh, pytest.raises(BlockingIOError):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with open(lock) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)   # released afterwards
     with pytest.raises(ZeroDivisionError):              # a failed write leaves the old file and no temp file
-        ztest.save_json({"a": 1}, tmp_path / "r.json")
-        ztest._atomic(tmp_path / "r.json", lambda fh: 1 / 0)
+        data.save_json({"a": 1}, tmp_path / "r.json")
+        data.atomic_write(tmp_path / "r.json", lambda fh: 1 / 0)
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["r.json"] or sorted(os.listdir(tmp_path)) == ["r.json", "x.lock"]
-    ztest.save_json({"z": float("nan")}, tmp_path / "n.json")      # NaN -> null, standard JSON
+    data.save_json({"z": float("nan")}, tmp_path / "n.json")      # NaN -> null, standard JSON
     assert json.loads((tmp_path / "n.json").read_text()) == {"z": None}
 
 
 def test_end_to_end_with_data_py_and_smoke_oracles(small_mnist_root, cache_dir, tmp_path):
     """The real data.make_dataset (first 300 fixture digits) and the smoke oracles, with the tiny model."""
     args = parse(["--smoke", "--data-root", small_mnist_root, "--cache-dir", cache_dir, "--samples", "50"], tmp_path)
-    res = ztest.run_protocol(args, name="Tiny", run_name="tiny", init=init, train_epoch=train_epoch,
-                             sample=sample, after_epoch=after_epoch)
+    res = main(args)
     assert res["oracle_smoke"] and res["rows"][-1]["n_u"] == res["rows"][-1]["n_r"] == 50
-    assert res["history"]["u"][0]["val_mean"] > 0          # the balanced validation digits reached after_epoch
+    assert res["history"]["u"][0]["val_mean"] > 0          # the balanced validation digits were loaded
     saved = json.loads((tmp_path / "tiny/colour-rare1-seed0/config.json").read_text())
     assert saved["images"] == 270 and saved["config"]["subset"] == 300   # 300 digits minus the 10% hold-out
+
+
+def test_written_files_have_the_usual_permissions(fakes, tmp_path):
+    """Results are shared on clusters: every file the atomic writer makes gets 0666 less the umask (here
+    0o022 -> 0644, readable by the group and others), not the 0600 of a temp file."""
+    old = os.umask(0o022)
+    try:
+        run(["--epochs", "1"], tmp_path)
+        data.save_json({"a": 1}, tmp_path / "x.json")
+        os.umask(0o027)
+        data.save_text("t", tmp_path / "y.txt")
+    finally:
+        os.umask(old)
+    cell = tmp_path / "tiny/colour-rare1-seed0"
+    for f in ("result.json", "samples.npz", "samples.png", "config.json", "ckpt.pt", "history.csv"):
+        assert stat.S_IMODE((cell / f).stat().st_mode) == 0o644, f
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "y.txt").stat().st_mode) == 0o640

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import data
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ALL = ROOT / "run_all.sh"
 
@@ -337,23 +339,24 @@ def test_duplicate_values_are_rejected(fake):
 
 # --------------------------------------------------------------------------- with the real scripts
 def test_cell_folders_match_the_real_scripts(tmp_path, monkeypatch):
-    """Every --list line goes through the real script's main() (its options, presets and run name) and
-    ztest's folder names, with only run_protocol replaced by one that writes the cell's output file. A
-    second run_all.sh must then find every cell done: its idea of where outputs land matches the scripts'."""
+    """Every --list line goes through the real script's main() (its options, presets, run name and
+    folders), with only the first shared step it calls, ztest.finished_result, replaced by one that
+    writes the cell's output file and ends the run. A second run_all.sh must then find every cell done:
+    its idea of where outputs land matches the scripts'."""
     import shlex
     import importlib
     import ztest
     monkeypatch.syspath_prepend(str(ROOT))
 
-    def run_protocol(args, name, run_name, **hooks):
-        u, r = ztest.cell_names(args)
-        d = Path(args.out, run_name, u if args.stage == "u" else r)
+    def finished_result(dirs, args, eval_keys=()):
+        d = Path(dirs["u" if args.stage == "u" else "r"])
         d.mkdir(parents=True, exist_ok=True)
         if args.stage == "u":
             (d / "samples.npz").write_text("")
         else:   # as ztest writes it: run_all.sh reads the preset (--smoke here) from the config
-            ztest.save_json({"model": name, "config": vars(args)}, d / "result.json")
-    monkeypatch.setattr(ztest, "run_protocol", run_protocol)
+            data.save_json({"model": d.parent.name, "config": vars(args)}, d / "result.json")
+        return {"stub": True}
+    monkeypatch.setattr(ztest, "finished_result", finished_result)
 
     grid = ["--factors", "colour,thin", "--rares", "1", "--lambdas", "0.1,0.8", "--skew", "0.9,0.1",
             "--smoke", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]

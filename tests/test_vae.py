@@ -1,10 +1,12 @@
-"""vae.py: model shapes (28x28 and 64x64), the loss (KL formula, beta), colour-faithful sampling, NaN stop,
-the --smoke protocol end to end on the MNIST fixture, resume after an interruption, --force, run names
-for beta != 1, bad input (one line, exit 2) and import without side effects.
+"""vae.py: model shapes (28x28 and 64x64), the loss (KL formula, beta), colour-faithful sampling, NaN stop
+(one line, exit 1, the last good checkpoint kept), the --smoke protocol end to end on the MNIST fixture,
+resume after an interruption, --force, run names for beta != 1, bad input (one line, exit 2) and import
+without side effects.
 
     python -m pytest -q tests/test_vae.py
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -33,19 +35,26 @@ def hparams(**kw):
     return types.SimpleNamespace(**{"latent": 8, "width": 4, "lr": 1e-3, "batch_size": 16, "beta": 1.0, **kw})
 
 
+def build(gen, size=28):
+    """The VAE, its Adam optimiser and a disabled GradScaler (CPU), as vae.train builds them."""
+    model = vae.build(hparams(), (3, size, size), torch.device("cpu"), gen)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3), torch.amp.GradScaler("cpu", enabled=False)
+
+
 # --------------------------------------------------------------------------- model and loss
 @pytest.mark.parametrize("size", [28, 64])
 def test_shapes_for_mnist_and_cars(size):
     gen = torch.Generator().manual_seed(0)
-    state = vae.init(hparams(), (3, size, size), torch.device("cpu"), gen)
-    model = state["models"]["vae"]
+    model, opt, scaler = build(gen, size)
     x = torch.rand(5, 3, size, size)
     logits, mu, logvar = model(x, gen)
     assert logits.shape == x.shape and mu.shape == logvar.shape == (5, 8)
-    s = vae.sample(state, 7, hparams(), gen)
+    s = vae.sample(model, 7, gen)
     assert s.dtype == torch.uint8 and tuple(s.shape) == (7, 3, size, size)
-    out = vae.train_epoch(state, x, 0, hparams(batch_size=2), gen)
+    out = vae.train_epoch(model, opt, scaler, x, 0, hparams(batch_size=2), gen)
     assert set(out) == {"loss", "rec", "kl"} and all(np.isfinite(v) for v in out.values())
+    val = vae.validate(model, x, beta=1.0)
+    assert list(val) == ["val_loss", "val_rec", "val_kl"] and all(np.isfinite(v) for v in val.values())
 
 
 def test_kl_matches_torch_distributions_and_beta_scales_it():
@@ -69,22 +78,26 @@ def test_kl_matches_torch_distributions_and_beta_scales_it():
 def test_samples_keep_each_colour_channel():
     """A decoder that outputs pure red must give pure red uint8 samples: no grey averaging, RGB order."""
     gen = torch.Generator().manual_seed(0)
-    state = vae.init(hparams(), (3, 28, 28), torch.device("cpu"), gen)
-    last = state["models"]["vae"].decoder[-1]
+    model = build(gen)[0]
+    last = model.decoder[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.copy_(torch.tensor([20.0, -20.0, -20.0]))
-    s = vae.sample(state, 3, hparams(), gen)
+    s = vae.sample(model, 3, gen)
     assert (s[:, 0] == 255).all() and (s[:, 1:] == 0).all()
 
 
-def test_nan_loss_stops_training_with_a_clear_message():
+def test_nan_loss_is_reported_and_ends_the_epoch_early():
     gen = torch.Generator().manual_seed(0)
-    state = vae.init(hparams(), (3, 28, 28), torch.device("cpu"), gen)
+    model, opt, scaler = build(gen)
     x = torch.rand(32, 3, 28, 28)
-    x[17, 0, 5, 5] = float("nan")          # in some batch of the epoch, not necessarily a logged one
-    with pytest.raises(FloatingPointError, match="VAE loss is nan in epoch 1"):
-        vae.train_epoch(state, x, 0, hparams(batch_size=4), gen, log_every=100)
+    x[17, 0, 5, 5] = float("nan")          # in some batch of the epoch, not necessarily a checked one
+    out = vae.train_epoch(model, opt, scaler, x, 0, hparams(batch_size=1), gen)
+    assert not math.isfinite(out["loss"])
+    steps = []                             # every image NaN: the first check (batch 1) ends the pass
+    opt.step = lambda *a, **k: steps.append(1)
+    vae.train_epoch(model, opt, scaler, torch.full_like(x, float("nan")), 0, hparams(batch_size=1), gen)
+    assert len(steps) == 1
 
 
 def test_training_is_deterministic_for_a_seed():
@@ -92,8 +105,8 @@ def test_training_is_deterministic_for_a_seed():
     runs = []
     for _ in range(2):
         gen = torch.Generator().manual_seed(5)
-        state = vae.init(hparams(), (3, 28, 28), torch.device("cpu"), gen)
-        runs.append(vae.train_epoch(state, x, 0, hparams(batch_size=8), gen))
+        model, opt, scaler = build(gen)
+        runs.append(vae.train_epoch(model, opt, scaler, x, 0, hparams(batch_size=8), gen))
     assert runs[0] == runs[1]
 
 
@@ -117,11 +130,11 @@ def count_epochs(monkeypatch, crash_at=None):
     """Wrap vae.train_epoch: count calls; raise KeyboardInterrupt at the given (0-based) call."""
     calls = []
 
-    def wrapped(state, x, epoch, args, gen):
+    def wrapped(model, opt, scaler, x, epoch, args, gen):
         if len(calls) == crash_at:
             raise KeyboardInterrupt
         calls.append(epoch)
-        return TRAIN_EPOCH(state, x, epoch, args, gen)
+        return TRAIN_EPOCH(model, opt, scaler, x, epoch, args, gen)
     monkeypatch.setattr(vae, "train_epoch", wrapped)
     return calls
 
@@ -137,8 +150,25 @@ def test_smoke_run_end_to_end(smoke, tmp_path):
         assert x.dtype == np.uint8 and x.shape == (100, 3, 28, 28)
         assert (c / "samples.png").exists()
         ck = torch.load(c / "ckpt.pt", weights_only=False)
-        assert ck["epoch"] == 1 and set(ck["models"]) == {"vae"} and "scaler" in ck["opts"]
+        assert ck["epoch"] == 1 and set(ck["state"]) == {"vae", "opt", "scaler"}
         assert {"loss", "rec", "kl", "val_loss", "val_rec", "val_kl"} <= set(ck["history"][0])
+
+
+def test_nan_in_training_exits_1_and_keeps_the_last_good_checkpoint(smoke, tmp_path, monkeypatch, capsys):
+    """A NaN pixel in epoch 2 poisons the loss: one line naming the epoch, exit 1, epoch 1's model kept."""
+    def poisoned(model, opt, scaler, x, epoch, args, gen):
+        if epoch == 1:
+            x = x.clone()
+            x[3, 0, 5, 5] = float("nan")
+        return TRAIN_EPOCH(model, opt, scaler, x, epoch, args, gen)
+    monkeypatch.setattr(vae, "train_epoch", poisoned)
+    with pytest.raises(SystemExit) as e:
+        smoke("--epochs", "2", "--stage", "u")
+    assert e.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]   # (tqdm bars aside)
+    assert len(err) == 1 and "non-finite loss in epoch 2" in err[0] and "loss=nan" in err[0], err
+    ck = torch.load(tmp_path / "runs/vae/colour-balanced-seed0/ckpt.pt", weights_only=False)
+    assert ck["epoch"] == 1 and all(torch.isfinite(v).all() for v in ck["state"]["vae"].values())
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(smoke, tmp_path, monkeypatch):
@@ -153,8 +183,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(smoke, tmp_path,
     for cell in ("colour-balanced-seed0", "colour-rare1-seed0"):
         a = torch.load(tmp_path / "a/vae" / cell / "ckpt.pt", weights_only=False)
         b = torch.load(tmp_path / "b/vae" / cell / "ckpt.pt", weights_only=False)
-        for k, v in a["models"]["vae"].items():
-            assert torch.equal(v, b["models"]["vae"][k]), k
+        for k, v in a["state"]["vae"].items():
+            assert torch.equal(v, b["state"]["vae"][k]), k
         assert np.array_equal(np.load(tmp_path / "a/vae" / cell / "samples.npz")["x"],
                               np.load(tmp_path / "b/vae" / cell / "samples.npz")["x"])
 
