@@ -750,9 +750,11 @@ def make_cars_dataset(root, rare=False, split="train", size=64, seed=0):
 # checkpoints with RNG states, samples. The last step, ztest.evaluate, labels the samples and runs eq. 1.
 
 # Options that never change a trained model; every other option is part of a checkpoint's identity.
-NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke")
+NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke",
+                "min_n")
 # Common presets; a model script's presets override them, an explicit option overrides both.
 BASE_PRESETS = {"quick": {}, "smoke": {"samples": 100, "subset": 300}}
+MIN_N = 30                    # ztest's minimum-count rule: fewer samples of a class is "too few samples"
 SAMPLING_SEED = 1_000_003     # sampling draws from its own stream, seeded with seed + SAMPLING_SEED
 
 
@@ -785,6 +787,8 @@ def common_parser(doc, epochs, batch_size, lr, samples=1000):
     a("--force", action="store_true", help="retrain even when checkpoints or results exist (default: off)")
     a("--stage", default="both", choices=("both", "u", "r"), help="both: D_u if needed, then D_r, then the "
       "z-test; u: only the D_u model; r: only the D_r model (default: both)")
+    a("--min-n", type=int, default=MIN_N, help=f"z-table: a class with fewer samples in either model is 'too "
+      f"few samples' (n), never L; 0 = the paper's rule (default: {MIN_N})")
     return p
 
 
@@ -814,7 +818,8 @@ def _check_common(a):
         if not 0.0 <= v <= 1.0:
             return f"{name} {v:g} out of range; accepted: a number in [0, 1]"
     for name, v, lo in (("--samples", a.samples, 1), ("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 1),
-                        ("--subset", a.subset, 0), ("--seed", a.seed, 0), ("--data-seed", a.data_seed, 0)):
+                        ("--subset", a.subset, 0), ("--seed", a.seed, 0), ("--data-seed", a.data_seed, 0),
+                        ("--min-n", a.min_n, 0)):
         if v < lo:
             return f"{name} {v} out of range; accepted: an integer >= {lo}"
     if not a.lr > 0:

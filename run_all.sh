@@ -60,6 +60,11 @@ Running
   --results DIR    tables and logs (default: results)
   --python PATH    interpreter (default: .venv/bin/python if present, else python3)
   --data-root DIR, --cache-dir DIR, --device D   passed to every script when given
+Tables (passed to ztest.py)
+  --min-n N        a class with fewer than N samples in either model is "too few samples", never L;
+                   0 = the paper's rule (default: 30, ztest.py's)
+  --summary S      Table 4's rule: ours (L/M/?/-/n), paper (binary L/M, as the paper's Table 4) or
+                   equivalence (L only when TOST shows it) (default: ours)
   -h, --help       this help
 Options after -- go to every script as they are (e.g. -- --samples 500); use them with a fresh --out.
 Exit status: 0 all cells done, 1 a cell (or the tables) failed, 2 bad option, 130/143 interrupted.
@@ -76,7 +81,7 @@ SD_PAPER=0.8                                      # section 6.3: lambda = 0.8 is
 
 models="vae,gan,gan-sd,ddpm"; factors="colour,thin,thick,swell,fracture,cars"; rares="1,2"; seeds="0"
 lambdas="$SD_PAPER"; skew=""; stage="all"; preset=""; jobs=1; list=0; force=0
-out="runs"; results="results"; python=""; data_root=""; cache_dir=""; device=""; extra=()
+out="runs"; results="results"; python=""; data_root=""; cache_dir=""; device=""; extra=(); min_n=""; summary=""
 
 need() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "option $1 needs a value (see --help)"; }
 while [[ $# -gt 0 ]]; do
@@ -97,6 +102,8 @@ while [[ $# -gt 0 ]]; do
         --data-root) need "$@"; data_root="$2"; shift 2 ;;
         --cache-dir) need "$@"; cache_dir="$2"; shift 2 ;;
         --device)   need "$@"; device="$2"; shift 2 ;;
+        --min-n)    need "$@"; min_n="$2"; shift 2 ;;
+        --summary)  need "$@"; summary="$2"; shift 2 ;;
         --quick|--smoke) [[ -z "$preset" || "$preset" == "$opt" ]] || die "--quick and --smoke exclude each other"
                     preset="$opt"; shift ;;
         --list)     list=1; shift ;;
@@ -137,6 +144,10 @@ nodup --models "${M[@]}"; nodup --factors "${F[@]}"; nodup --rares "${K[@]}"; no
 mapfile -t Lg < <(for l in "${L[@]}"; do g "$l"; echo; done); nodup --lambdas "${Lg[@]}"
 in_list "$stage" all u r || die "bad --stage '$stage'; accepted: all, u, r"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "bad --jobs '$jobs'; accepted: an integer >= 1"
+[[ -z "$min_n" || "$min_n" =~ ^[0-9]+$ ]] || die "bad --min-n '$min_n'; accepted: an integer >= 0"
+[[ -z "$summary" ]] || in_list "$summary" ours paper equivalence \
+    || die "bad --summary '$summary'; accepted: ours, paper, equivalence"
+reading=(); [[ -z "$min_n" ]] || reading+=(--min-n "$min_n"); [[ -z "$summary" ]] || reading+=(--summary "$summary")
 if [[ -z "$python" ]]; then
     if [[ -x "$HERE/.venv/bin/python" ]]; then python=".venv/bin/python"; else python="python3"; fi
 fi
@@ -185,6 +196,7 @@ fi
 shared=(); [[ -z "$data_root" ]] || shared+=(--data-root "$data_root")
 [[ -z "$cache_dir" ]] || shared+=(--cache-dir "$cache_dir"); [[ -z "$device" ]] || shared+=(--device "$device")
 common=(--out "$out"); [[ -n "$preset" ]] && common+=("$preset"); [[ $force -eq 1 ]] && common+=(--force)
+[[ -z "$min_n" ]] || common+=(--min-n "$min_n")       # the scripts print the z-table too
 common+=("${shared[@]}" "${extra[@]}")
 
 # A cell is the record "name|file whose existence means done|D_u cell it needs|command", in two lists:
@@ -371,7 +383,7 @@ render() {   # $1 = folder, rest = result files; those that exist are rendered, 
     for f in "$@"; do [[ -e "$f" ]] && files+=("$f"); done
     [[ ${#files[@]} -gt 0 ]] || return 1
     mkdir -p "$dir"; rm -rf "$dir/.tables.tmp"
-    if "$python" ztest.py "${files[@]}" --out-dir "$dir/.tables.tmp" >"$dir/ztest.log" 2>&1 \
+    if "$python" ztest.py "${files[@]}" ${reading[@]+"${reading[@]}"} --out-dir "$dir/.tables.tmp" >"$dir/ztest.log" 2>&1 \
             && [[ -e "$dir/.tables.tmp/tables.md" ]]; then
         rm -f "$dir"/tables.{txt,md,tex,json} "$dir"/table*.csv "$dir/rows.csv"   # none left from a bigger grid
         mv "$dir/.tables.tmp"/* "$dir/" && rmdir "$dir/.tables.tmp"

@@ -22,6 +22,7 @@ The last line audits any generator: U.npz / R.npz hold its uint8 samples [N,3,28
 from the model trained on D_u and on D_r.
 """
 import argparse
+import collections
 import csv
 import io
 import json
@@ -43,6 +44,14 @@ ALPHA = 0.05                                      # section 4: L when p > 0.05
 TESTS = ("one-sample", "two-sample")              # one-sample = the paper's eq. 1
 CORRECTIONS = ("none", "holm", "bh")              # none = the paper's per-class p-values
 MODEL_ORDER = ("VAE", "GAN", "GAN-SD", "DM")      # column order of Tables 1-4
+MIN_N = data.MIN_N     # ours: below 30 samples of a class in either model, "too few samples" (0 = the paper)
+MARGIN = 0.1           # ours: the equivalence margin of TOST, in proportion (see tost)
+SUMMARIES = ("ours", "paper", "equivalence")     # how Table 4 reads a cell (see summary_letter)
+# How result files are read into tables: the test, the correction, alpha, the minimum count, the
+# equivalence margin and Table 4's summary rule. The defaults are ours; the paper's are
+# Reading(min_n=0, summary="paper").
+Reading = collections.namedtuple("Reading", "test correction alpha min_n margin summary",
+                                 defaults=("one-sample", "none", ALPHA, MIN_N, MARGIN, "ours"))
 MNIST_CLASSES = data.MNIST_CLASSES
 DATASETS = data.DATASETS
 CAR_SIZE = data.CAR_SIZE
@@ -103,11 +112,16 @@ def p_value(z):
     return math.nan if not math.isfinite(z) else float(2 * norm.sf(abs(z)))
 
 
-def verdict(z, p, c, rare, alpha=ALPHA):
+def verdict(z, p, c, rare, alpha=ALPHA, n=None, min_n=0):
     """Section 4's rule: "L" (learned) when p > alpha; "M" (memorised) when p <= alpha and either c = k
     with z > 0 or c != k with z < 0; "?" for any other significant deviation (the paper calls it rare);
     "-" when z is undefined. The Total row (c = None) counts as c != k: D_r has the factor in one class
-    only, so memorisation lowers its overall share."""
+    only, so memorisation lowers its overall share.
+    Our minimum-count rule comes first: "n" (too few samples) when n = min(n_u, n_r) < min_n. With a
+    handful of samples p > 0.05 is almost certain, and that is no evidence of learning; min_n = 0 is
+    the paper's rule exactly."""
+    if n is not None and n < min_n:
+        return "n"
     if not (math.isfinite(z) and math.isfinite(p)):
         return "-"
     if p > alpha:
@@ -120,6 +134,53 @@ def cohens_h(p_r, p_u):
     if not (math.isfinite(p_r) and math.isfinite(p_u)):
         return math.nan
     return 2 * math.asin(math.sqrt(_prop("p_r", p_r))) - 2 * math.asin(math.sqrt(_prop("p_u", p_u)))
+
+
+def tost(k_r, n_r, k_u, n_u, margin=MARGIN, test="one-sample"):
+    """Equivalence (our extension): the p-value of two one-sided tests (TOST, Schuirmann 1987) of
+    H0: |P_r - P_u| >= margin against H1: |P_r - P_u| < margin. With d = P_r - P_u and its standard
+    error se, the two one-sided p-values are sf((d + margin) / se) and cdf((d - margin) / se); TOST's p
+    is the larger. p <= alpha *shows* that the factor's share moved by less than the margin (the
+    1 - 2 alpha confidence interval of d lies inside +-margin): learning shown, which "p > 0.05" of
+    eq. 1 ("not shown to differ") is not. NaN when se is 0 or undefined.
+    one-sample: the se of eq. 1, sqrt(P_u (1 - P_u) / n_r), P_u taken as known as eq. 1 does.
+    two-sample: the unpooled se sqrt(P_r (1 - P_r) / n_r + P_u (1 - P_u) / n_u) (pooling assumes d = 0,
+    which TOST does not).
+    The default margin, 0.1 in proportion, is ten percentage points of the factor's share: at P = 0.5 it
+    is Cohen's h = 0.20, his "small" effect, the smallest change one would call a change. With P_u = 0.5,
+    TOST needs n_r >= 68 to show equivalence even when d = 0 (se <= 0.1 / 1.645), and n_r >= 271 when
+    d = 0.05: "learned" then has to be earned with samples, which is the point."""
+    k_r, n_r, k_u, n_u = (_count(a, v) for a, v in (("k_r", k_r), ("n_r", n_r), ("k_u", k_u), ("n_u", n_u)))
+    if not (isinstance(margin, (int, float)) and 0 < margin < 1):
+        raise ValueError(f"margin must be in (0, 1), got {margin!r}")
+    _choice("test", test, TESTS)
+    if n_r == 0 or n_u == 0:
+        return math.nan
+    p_r, p_u = k_r / n_r, k_u / n_u
+    var = p_u * (1 - p_u) / n_r if test == "one-sample" else p_r * (1 - p_r) / n_r + p_u * (1 - p_u) / n_u
+    if var <= 0:
+        return math.nan
+    d, se = p_r - p_u, math.sqrt(var)
+    return float(max(norm.sf((d + margin) / se), norm.cdf((d - margin) / se)))
+
+
+def summary_letter(row, how="ours", alpha=ALPHA, min_n=MIN_N):
+    """One cell of Table 4 under the three readings of the paper's question:
+    ours (default):  the row's verdict, L / M / ? / - / n (too few samples);
+    paper:           the paper's binary rule, L when p > alpha, else M (a significant deviation in either
+                     direction and an undefined z count as M), and M too below min_n; --min-n 0 gives
+                     the paper's Table 4 exactly;
+    equivalence:     L only when TOST shows |P_r - P_u| < margin; M / ? / - / n as ours; "i"
+                     (inconclusive) when neither equivalence nor a difference is shown."""
+    _choice("summary", how, SUMMARIES)
+    if how == "ours":
+        return row["verdict"]
+    few = min(row["n_u"], row["n_r"]) < min_n
+    if how == "paper":
+        return "L" if not few and math.isfinite(row["p_adj"]) and row["p_adj"] > alpha else "M"
+    if row["verdict"] != "L":
+        return row["verdict"]
+    return "L" if math.isfinite(row["p_eq"]) and row["p_eq"] <= alpha else "i"
 
 
 def adjust_p(ps, method="none"):
@@ -157,11 +218,15 @@ def count_classes(y, f, n_classes):
     return {"n": n.tolist(), "k": k.tolist()}
 
 
-def rows_from_counts(counts, rare, classes, test="one-sample", correction="none", alpha=ALPHA):
+def rows_from_counts(counts, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N,
+                     margin=MARGIN):
     """The z-table from per-class counts {"u": {"n", "k"}, "r": {"n", "k"}}: one row per class plus
     Total, each with n, k, P for D_u and D_r, z, p, p_adj (corrected over the class rows; Total keeps its
-    own p), Cohen's h and the verdict (taken on p_adj)."""
+    own p), Cohen's h, the verdict (taken on p_adj; "n" below min_n samples), the TOST p-value p_eq
+    and the equivalence reading eq (summary_letter)."""
     _choice("test", test, TESTS)
+    if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 0:
+        raise ValueError(f"min_n must be an integer >= 0, got {min_n!r}")
     _choice("correction", correction, CORRECTIONS)
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -187,20 +252,22 @@ def rows_from_counts(counts, rare, classes, test="one-sample", correction="none"
             z = z_score(P_r, P_u, n_r) if n_u and n_r else math.nan
         rows.append({"class": "Total" if c is None else c, "name": name, "n_u": n_u, "k_u": k_u,
                      "P_u": P_u, "n_r": n_r, "k_r": k_r, "P_r": P_r, "z": z, "p": p_value(z),
-                     "h": cohens_h(P_r, P_u)})
+                     "h": cohens_h(P_r, P_u), "p_eq": tost(k_r, n_r, k_u, n_u, margin, test)})
     adj = adjust_p([r["p"] for r in rows[:-1]], correction)
     for r, pa in zip(rows, list(adj) + [rows[-1]["p"]]):
         r["p_adj"] = float(pa)
-        r["verdict"] = verdict(r["z"], r["p_adj"], None if r["class"] == "Total" else r["class"], rare, alpha)
+        r["verdict"] = verdict(r["z"], r["p_adj"], None if r["class"] == "Total" else r["class"], rare, alpha,
+                               n=min(r["n_u"], r["n_r"]), min_n=min_n)
+        r["eq"] = summary_letter(r, "equivalence", alpha, min_n)
     return rows
 
 
-def z_table(y_u, f_u, y_r, f_r, rare, classes, test="one-sample", correction="none", alpha=ALPHA):
+def z_table(y_u, f_u, y_r, f_r, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N):
     """Per-class rows plus a Total row (see rows_from_counts) from the oracle labels y and factors f of
     the samples of the D_u model (y_u, f_u) and of the D_r model (y_r, f_r)."""
     C = len(classes)
     counts = {"u": count_classes(y_u, f_u, C), "r": count_classes(y_r, f_r, C)}
-    return rows_from_counts(counts, rare, classes, test, correction, alpha)
+    return rows_from_counts(counts, rare, classes, test, correction, alpha, min_n)
 
 
 def _fmt(v, spec=".2f"):
@@ -208,17 +275,21 @@ def _fmt(v, spec=".2f"):
 
 
 def format_rows(rows, title=""):
-    """A z-table as aligned text (the per-model view of Tables 1-3)."""
-    head = ["class", "n_u", "P_u", "n_r", "P_r", "z", "p", "h", "verdict"]
+    """A z-table as aligned text (the per-model view of Tables 1-3), with the TOST p-value and the
+    equivalence reading beside the verdict."""
+    head = ["class", "n_u", "P_u", "n_r", "P_r", "z", "p", "h", "verdict", "p_eq", "eq"]
     body = [[str(r["name"]), str(r["n_u"]), _fmt(r["P_u"], ".3f"), str(r["n_r"]), _fmt(r["P_r"], ".3f"),
-             _fmt(r["z"]), _fmt(r["p_adj"], ".3g"), _fmt(r["h"]), r["verdict"]] for r in rows]
+             _fmt(r["z"]), _fmt(r["p_adj"], ".3g"), _fmt(r["h"]), r["verdict"], _fmt(r.get("p_eq"), ".3g"),
+             r.get("eq", "")] for r in rows]
     return (title + "\n" if title else "") + data.text_grid(head, body)
 
 
 # --------------------------------------------------------------------------- tables (Tables 1-4)
-def _rows(res, test="one-sample", correction="none", alpha=ALPHA):
-    """A result's z-table, recomputed from its counts so that any test or correction applies."""
-    return rows_from_counts(res["counts"], res["rare"], res["classes"], test, correction, alpha)
+def _rows(res, reading=Reading()):
+    """A result's z-table, recomputed from its counts so that any reading applies."""
+    r = reading
+    return rows_from_counts(res["counts"], res["rare"], res["classes"], r.test, r.correction, r.alpha, r.min_n,
+                            r.margin)
 
 
 def load_results(paths):
@@ -252,9 +323,10 @@ def _model_key(m):
     return base, m != (MODEL_ORDER[base] if base < 4 else ""), m
 
 
-def aggregate(results, test="one-sample", correction="none", alpha=ALPHA):
+def aggregate(results, reading=Reading()):
     """Group results by cell (dataset, factor, rare, p_in, p_out, model). Per class: the mean and
-    spread (sample sd) of the finite z over seeds, the verdict of every seed, and the D_r counts."""
+    spread (sample sd) of the finite z over seeds, the Table 4 letter of every seed under the reading's
+    summary rule, and the D_u and D_r counts."""
     cells = {}
     for res in results:
         key = (res["dataset"], res["factor"], res["rare"], res["p_in"], res["p_out"], res["model"])
@@ -262,7 +334,7 @@ def aggregate(results, test="one-sample", correction="none", alpha=ALPHA):
         if res["seed"] in seeds:
             print(f"warning: {res['file']} repeats seed {res['seed']} of {key}; ignored", file=sys.stderr)
             continue
-        seeds[res["seed"]] = _rows(res, test, correction, alpha)
+        seeds[res["seed"]] = _rows(res, reading)
     agg = {}
     for key, seeds in cells.items():
         per = [seeds[s] for s in sorted(seeds)]
@@ -270,10 +342,10 @@ def aggregate(results, test="one-sample", correction="none", alpha=ALPHA):
         for i, row in enumerate(per[0]):
             z = np.array([r[i]["z"] for r in per], dtype=float)
             z = z[np.isfinite(z)]
-            v = "".join(r[i]["verdict"] for r in per)
+            v = "".join(summary_letter(r[i], reading.summary, reading.alpha, reading.min_n) for r in per)
             rows.append({"name": row["name"], "z_mean": float(z.mean()) if len(z) else math.nan,
                          "z_sd": float(z.std(ddof=1)) if len(z) > 1 else math.nan, "verdicts": v,
-                         "n_L": v.count("L"), "k_r": [r[i]["k_r"] for r in per], "n_r": [r[i]["n_r"] for r in per]})
+                         "n_L": v.count("L"), **{k: [r[i][k] for r in per] for k in ("k_u", "n_u", "k_r", "n_r")}})
         agg[key] = {"seeds": sorted(seeds), "rows": rows}
     return agg
 
@@ -281,7 +353,7 @@ def aggregate(results, test="one-sample", correction="none", alpha=ALPHA):
 def _z_part(row, seeds):
     """One model's entry of a Table 1/2 cell; bold (L) when most seeds give L."""
     if seeds == 1:
-        return _fmt(row["z_mean"]), row["verdicts"] == "L"
+        return _fmt(row["z_mean"]) + (" (n)" if row["verdicts"] == "n" else ""), row["verdicts"] == "L"
     sd = "" if not math.isfinite(row["z_sd"]) else f"±{row['z_sd']:.2f}"
     return f"{_fmt(row['z_mean'])}{sd} ({row['n_L']}/{seeds} L)", 2 * row["n_L"] > seeds
 
@@ -294,7 +366,11 @@ def _models(agg, dataset, group):
     return sorted({k[5] for k in agg if k[0] == dataset and k[2:5] == group}, key=_model_key)
 
 
-NOTE_Z = "bold / *: p > 0.05, the RGF is learned (L); -: z undefined (P_u of 0 or 1, or n = 0)"
+NOTE_Z = "bold / *: the RGF is learned (L: p > 0.05 with at least min-n samples, or as the summary rule says); " \
+         "(n): too few samples (n_u or n_r below min-n), never L; -: z undefined (P_u of 0 or 1, or n = 0)"
+LETTERS = {"L": "learned", "M": "memorised", "?": "significant in the other direction", "-": "z undefined",
+           "n": "too few samples (n_u or n_r below min-n; never counted as L)",
+           "i": "inconclusive (neither shown equivalent nor shown to differ)"}
 
 
 def _table_z(agg, group, how):
@@ -327,15 +403,17 @@ def _table4(agg, groups, how):
                 cols.append([[c["rows"][i]["verdicts"] if c else "n/a" for c in cells] for i in range(11)])
     body = [[[(n, False)]] + [[(v, False) for v in col[i]] for col in cols]
             for i, n in enumerate(MNIST_CLASSES + ("all",))]
-    for sym, what in (("L", "Count"), ("?", "Count ?"), ("-", "Count -")):
+    for sym in ("L", "?", "-", "n", "i"):
         counts = [[sum(col[i][m].count(sym) for i in range(11)) for m in range(len(col[0]))] for col in cols]
         if sym == "L" or any(map(any, counts)):
-            body.append([[(what, False)]] + [[(str(n), False) for n in c] for c in counts])
+            body.append([[("Count" if sym == "L" else f"Count {sym}", False)]]
+                        + [[(str(n), False) for n in c] for c in counts])
     verdicts = [v for col in cols for row in col for v in row if v != "n/a"]
+    used = [s for s in LETTERS if s not in "LM" and any(s in v for v in verdicts)]
     return {"slug": "table4", "title": f"Table 4: RGF learning (L) vs. memorization (M){how}", "header": head,
             "rows": body, "note": f"A total of {sum(v.count('L') for v in verdicts)} cases were learned out of "
-                                  f"{sum(map(len, verdicts))}. Cells: one letter per model and seed; ?: "
-                                  f"significant in the other direction; -: z undefined."}
+                                  f"{sum(map(len, verdicts))}. Cells: one letter per model and seed"
+                                  + "".join(f"; {s}: {LETTERS[s]}" for s in used) + "."}
 
 
 def _table3(agg, group, how):
@@ -352,13 +430,46 @@ def _table3(agg, group, how):
             "note": "black / white: D_r samples per make (label oracle) and colour (factor oracle); " + NOTE_Z}
 
 
-def tables(agg, test="one-sample", correction="none"):
-    """Tables 1/2 (and one such table per other rare digit or skew), Table 4 and Table 3 (cars), as dicts
-    {slug, title, header, rows, note}; a cell is a list of (text, is_L) parts joined by " / "."""
-    how = ("" if test == "one-sample" else f", {test} test") + \
-        ("" if correction == "none" else f", {correction} correction")
+def _table_p(agg, group):
+    """Tables C.3 (k = 1) and C.4 (k = 2): P_u and P_r per class with n_u and n_r, one row per factor and
+    model: the check of the paper's premise that the D_u model is balanced (P_u near 0.5). Over several
+    seeds, P pools the counts and n is the mean per seed."""
+    k, pin, pout = group
+    paper = (pin, pout) == (1.0, 0.0) and k in (1, 2)
+    skew = "" if (pin, pout) == (1.0, 0.0) else f", p_in {pin:g}, p_out {pout:g}"
+    body = []
+    for f in data.FACTORS:
+        for m in _models(agg, "mnist", group):
+            c = agg.get(("mnist", f) + group + (m,))
+            if c:
+                body.append([[(f"{f} {m}", False)]] + [[_p_part(r, "u"), _p_part(r, "r")] for r in c["rows"]])
+    slug = {1: "tableC3", 2: "tableC4"}[k] if paper else f"table-p-rare{k}" + skew.replace(", ", "-").replace(" ", "")
+    title = (f"Table C.{k + 2}: " if paper else "") + f"P_u / P_r per class (n_u / n_r), RGF in digit {k}{skew}"
+    return {"slug": slug, "title": title, "header": ["factor, model"] + list(MNIST_CLASSES + ("Total",)),
+            "rows": body, "note": "P_u (n_u) / P_r (n_r): share of samples with the factor among those the label "
+                                  "oracle puts in the class; !: |P_u - 0.5| > 0.25, the D_u model is not balanced "
+                                  "there (the paper's premise is P_u near 0.5)"}
+
+
+def _p_part(row, which):
+    k, n = sum(row[f"k_{which}"]), sum(row[f"n_{which}"])
+    if not n:
+        return "- (0)", False
+    flag = "!" if which == "u" and abs(k / n - 0.5) > 0.25 else ""
+    return f"{k / n:.2f}{flag} ({n / len(row[f'n_{which}']):.0f})", False
+
+
+def tables(agg, reading=Reading()):
+    """Tables 1/2 (and one such table per other rare digit or skew), Table 4, Tables C.3/C.4 and Table 3
+    (cars), as dicts {slug, title, header, rows, note}; a cell is a list of (text, is_L) parts joined by
+    " / "."""
+    r = reading
+    how = ("" if r.test == "one-sample" else f", {r.test} test") + \
+        ("" if r.correction == "none" else f", {r.correction} correction") + \
+        ("" if r.summary == "ours" else f", {r.summary} summary") + ("" if r.min_n == MIN_N else f", min-n {r.min_n}")
     groups = _groups(agg, "mnist")
     out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
+    out += [_table_p(agg, g) for g in groups]
     return out + [_table3(agg, g, how) for g in _groups(agg, "cars")]
 
 
@@ -389,7 +500,7 @@ def render(table, style="text"):
             + "\n\\end{table}\n")
 
 
-def export(results, tabs, agg, out_dir, test, correction, alpha):
+def export(results, tabs, agg, out_dir, reading=Reading()):
     """Write tables.{txt,md,tex,json}, one CSV per table and rows.csv (every row of every result)."""
     for style, ext in (("text", "txt"), ("md", "md"), ("tex", "tex")):
         data.save_text("\n".join(render(t, style) for t in tabs), os.path.join(out_dir, f"tables.{ext}"))
@@ -399,17 +510,11 @@ def export(results, tabs, agg, out_dir, test, correction, alpha):
              for k, v in sorted(agg.items(), key=lambda kv: (kv[0][:5], _model_key(kv[0][5])))]
     plain = [{**{k: v for k, v in t.items() if k != "rows"}, "rows": [[render({**t, "rows": [[c]], "header": ["x"]},
              "csv").splitlines()[1] for c in r] for r in t["rows"]]} for t in tabs]
-    data.save_json({"test": test, "correction": correction, "alpha": alpha, "tables": plain, "cells": cells},
-              os.path.join(out_dir, "tables.json"))
+    data.save_json({**reading._asdict(), "tables": plain, "cells": cells}, os.path.join(out_dir, "tables.json"))
     keys = ["model", "dataset", "factor", "rare", "p_in", "p_out", "seed", "class", "n_u", "k_u", "P_u",
-            "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "file"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-    w.writeheader()
-    for res in results:
-        for r in _rows(res, test, correction, alpha):
-            w.writerow(data.json_safe({**{k: res[k] for k in keys if k in res}, **r}))
-    data.save_text(buf.getvalue(), os.path.join(out_dir, "rows.csv"))
+            "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "p_eq", "eq", "file"]
+    rows = [data.json_safe({k: {**res, **r}.get(k, "") for k in keys}) for res in results for r in _rows(res, reading)]
+    data.save_csv(rows, os.path.join(out_dir, "rows.csv"))
     print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")
 
 
@@ -431,7 +536,7 @@ def load_samples(path, shape):
 
 
 def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=None, cache_dir=None,
-          device="auto", data_seed=0, smoke=False):
+          device="auto", data_seed=0, smoke=False, min_n=MIN_N):
     """Evaluate any generator: its samples from the D_u model (file u) and the D_r model (file r) are
     classified by the oracles and compared with eq. 1. Returns a result dict (render it like ours)."""
     shape = (3, CAR_SIZE, CAR_SIZE) if dataset == "cars" else (3, 28, 28)
@@ -443,7 +548,8 @@ def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=No
     counts = {w: count_classes(*oracles.classify(orc, s), len(classes)) for w, s in (("u", su), ("r", sr))}
     return {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
             "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": len(sr),
-            "classes": list(classes), "counts": counts, "rows": rows_from_counts(counts, rare, classes),
+            "classes": list(classes), "counts": counts, "min_n": min_n,
+            "rows": rows_from_counts(counts, rare, classes, min_n=min_n),
             "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
             "dirs": {"u": u, "r": r}, "device": str(dev),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -462,7 +568,7 @@ def finished_result(dirs, args, eval_keys=()):
         res = json.load(fh)
     data.check_identity(path, res["identity"], json.loads(data.sample_key(args, "r", eval_keys)))
     print(f"{path} exists: cell already done (use --force to redo it)")
-    print(format_rows(_rows(res), _title(res)))
+    print(format_rows(_rows(res, Reading(min_n=args.min_n)), _title(res)))
     return res
 
 
@@ -496,7 +602,7 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
     times["classify"] = time.time() - t0
     classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
     counts = {"u": count_classes(y_u, f_u, len(classes)), "r": count_classes(y_r, f_r, len(classes))}
-    rows = rows_from_counts(counts, args.rare, classes)
+    rows = rows_from_counts(counts, args.rare, classes, min_n=args.min_n)
     below = {k: v for k, v in orc["acc"].items() if v < orc["target"]}
     if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
         print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
@@ -505,7 +611,8 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
     res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
            "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
            "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
-           "test": "one-sample", "correction": "none", "rows": rows, "oracle_acc": orc["acc"],
+           "test": "one-sample", "correction": "none", "min_n": args.min_n, "margin": MARGIN, "rows": rows,
+           "oracle_acc": orc["acc"],
            "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
            "timings": times, "dirs": dirs, "history": hist, "config": vars(args),
            "identity": json.loads(data.sample_key(args, "r", eval_keys)), "torch": torch.__version__,
@@ -518,7 +625,7 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
 
 
 # --------------------------------------------------------------------------- main
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.error = data.fail
     a = p.add_argument
@@ -533,16 +640,36 @@ def main(argv=None):
     a("--test", default="one-sample", choices=TESTS, help="one-sample = eq. 1 (default: one-sample)")
     a("--correction", default="none", choices=CORRECTIONS, help="across classes (default: none)")
     a("--alpha", type=float, default=ALPHA, help=f"significance level (default: {ALPHA})")
+    a("--min-n", type=int, default=MIN_N, help=f"a class with fewer samples in either model is 'too few "
+      f"samples' (n), never L; 0 = the paper's rule (default: {MIN_N})")
+    a("--margin", type=float, default=MARGIN, help=f"equivalence margin of TOST, in proportion, in (0, 1) "
+      f"(default: {MARGIN})")
+    a("--summary", default="ours", choices=SUMMARIES, help="Table 4's rule: ours (L/M/?/-/n), paper (binary "
+      "L/M, as the paper's Table 4) or equivalence (L only when TOST shows it) (default: ours)")
     a("--out-dir", help="write tables.{txt,md,tex,json}, table CSVs and rows.csv here (default: print only)")
     a("--data-root", help="MNIST root for the oracles (default: $RGF_DATA_ROOT, else ./data)")
     a("--cache-dir", help="oracle cache (default: <data-root>/rgf-cache)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     a("--data-seed", type=int, default=0, help="data seed of the oracles' D_u (default: 0)")
     a("--smoke", action="store_true", help="audit with the smoke oracles (tests only; default: off)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _reading(args):
+    """The reading of the command line, checked: one line and exit 2 for a bad value."""
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha {args.alpha:g} out of range; accepted: 0 < alpha < 1")
+    if args.min_n < 0:
+        raise ValueError(f"--min-n {args.min_n} out of range; accepted: an integer >= 0 (0 = the paper's rule)")
+    if not 0 < args.margin < 1:
+        raise ValueError(f"--margin {args.margin:g} out of range; accepted: a proportion in (0, 1)")
+    return Reading(args.test, args.correction, args.alpha, args.min_n, args.margin, args.summary)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
-        if not 0 < args.alpha < 1:
-            raise ValueError(f"--alpha {args.alpha:g} out of range; accepted: 0 < alpha < 1")
+        reading = _reading(args)
         if args.u or args.r:
             if not (args.u and args.r) or args.results:
                 raise ValueError("audit mode needs both --u and --r, and no result files")
@@ -550,8 +677,8 @@ def main(argv=None):
             if not 0 <= rare < (2 if args.dataset == "cars" else 10):
                 raise ValueError(f"--rare {rare} out of range for {args.dataset}")
             res = audit(args.u, args.r, args.factor, rare, args.dataset, args.model, args.data_root,
-                        args.cache_dir, args.device, args.data_seed, args.smoke)
-            print(format_rows(_rows(res, args.test, args.correction, args.alpha), _title(res)))
+                        args.cache_dir, args.device, args.data_seed, args.smoke, reading.min_n)
+            print(format_rows(_rows(res, reading), _title(res)))
             if args.save:
                 data.save_json(res, args.save)
                 print(f"saved {args.save}")
@@ -565,11 +692,11 @@ def main(argv=None):
             if weak:
                 print(f"warning: {len(weak)} result(s) used smoke oracles or oracles under their accuracy "
                       f"target, e.g. {weak[0]}", file=sys.stderr)
-            agg = aggregate(results, args.test, args.correction, args.alpha)
-            tabs = tables(agg, args.test, args.correction)
+            agg = aggregate(results, reading)
+            tabs = tables(agg, reading)
             print("\n".join(render(t) for t in tabs))
             if args.out_dir:
-                export(results, tabs, agg, args.out_dir, args.test, args.correction, args.alpha)
+                export(results, tabs, agg, args.out_dir, reading)
     except (ValueError, FileNotFoundError) as e:
         data.fail(str(e))
 

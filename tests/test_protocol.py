@@ -318,3 +318,20 @@ def test_written_files_have_the_usual_permissions(fakes, tmp_path):
         assert stat.S_IMODE((cell / f).stat().st_mode) == 0o644, f
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "y.txt").stat().st_mode) == 0o640
+
+
+def test_min_n_reaches_the_printed_table_and_is_not_part_of_the_model(fakes, tmp_path, capsys):
+    """60 samples over 10 classes: every class has fewer than 30, so each gets "n" (too few samples),
+    never L; --min-n 0 is the paper's rule. Changing it only re-reads a finished cell."""
+    res = run(["--epochs", "1"], tmp_path)
+    assert res["min_n"] == 30 and {r["verdict"] for r in res["rows"][:-1]} == {"n"}
+    assert res["rows"][-1]["verdict"] != "n"                         # Total: all 60 samples
+    capsys.readouterr()
+    again = run(["--epochs", "1", "--min-n", "0"], tmp_path)        # not refused: min-n is no model setting
+    out = capsys.readouterr().out
+    assert "already done" in out and CALLS["train"] == 2
+    table = out[out.index("class"):]
+    assert " n " not in table and again["counts"] == res["counts"]
+    with pytest.raises(SystemExit) as e:
+        run(["--min-n", "-1"], tmp_path)
+    assert e.value.code == 2 and "--min-n -1" in capsys.readouterr().err

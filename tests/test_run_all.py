@@ -47,6 +47,7 @@ FAKE = textwrap.dedent(r'''
             fh.write("\n".join(files) + "\n")
         open(os.path.join(out, "table1.csv"), "w").write("digit\n")
         open(os.path.join(out, "tables.txt"), "w").write("Table 1 of the fake\n")
+        open(os.path.join(out, "argv.txt"), "w").write(" ".join(sys.argv[2:]))
         note("ztest", out, *files)
         sys.exit(0)
     if script == "oracles.py":              # the oracle step: trains nothing here
@@ -56,7 +57,7 @@ FAKE = textwrap.dedent(r'''
         sys.exit(3 if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in name else 0)
     p = argparse.ArgumentParser()
     for o in ("--factor", "--dataset", "--rare", "--seed", "--stage", "--out", "--p-in", "--p-out",
-              "--sd-lambda", "--data-root", "--device"):
+              "--sd-lambda", "--data-root", "--device", "--min-n"):
         p.add_argument(o)
     for o in ("--quick", "--smoke", "--force"):
         p.add_argument(o, action="store_true")
@@ -409,3 +410,16 @@ def test_failing_tables_step_is_reported(fake):
     assert r.returncode == 1 and "ztest.py FAILED" in r.stdout
     assert "ztest.py: error: broken" in (fake["results"] / "ztest.log").read_text()
     assert not (fake["results"] / ".tables.tmp").exists() and not (fake["results"] / "tables.md").exists()
+
+
+def test_min_n_and_summary_reach_the_scripts_and_the_tables(fake):
+    r = run_all(fake, "--list", "--models", "vae", "--factors", "colour", "--rares", "1", "--min-n", "0")
+    assert r.returncode == 0 and all("--min-n 0" in line for line in r.stdout.splitlines()[1:])
+    r = run_all(fake, "--models", "vae", "--factors", "colour", "--rares", "1", "--min-n", "10", "--summary", "paper")
+    assert r.returncode == 0, r.stdout + r.stderr
+    argv = (fake["results"] / "argv.txt").read_text()
+    assert "--min-n 10" in argv and "--summary paper" in argv
+    for bad, words in ((["--min-n", "-1"], "--min-n '-1'"), (["--min-n", "x"], "--min-n 'x'"),
+                       (["--summary", "bogus"], "--summary 'bogus'")):
+        r = run_all(fake, "--list", *bad)
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1

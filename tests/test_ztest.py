@@ -129,10 +129,11 @@ def test_z_table_rows_use_the_class_count_and_total_uses_m():
 def test_z_table_with_an_empty_class_and_degenerate_p_u():
     y_u, f_u = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])       # class 0 of D_u: P_u = 0
     y_r, f_r = np.array([0, 0, 0]), np.array([1, 0, 0])              # class 1 never sampled by D_r
-    rows = ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"))
+    rows = ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"), min_n=0)   # the paper's rule
     assert math.isnan(rows[0]["z"]) and rows[0]["verdict"] == "-"
     assert rows[1]["n_r"] == 0 and math.isnan(rows[1]["P_r"]) and rows[1]["verdict"] == "-"
     assert "-" in ztest.format_rows(rows)
+    assert [r["verdict"] for r in ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"))] == ["n"] * 3
 
 
 def test_correction_changes_verdicts_only_through_p_adj():
@@ -248,7 +249,7 @@ def test_audit_any_generator(tmp_path, capsys, monkeypatch):
     np.savez(tmp_path / "u.npz", x=images(y, np.arange(200) % 2))
     np.savez(tmp_path / "r.npz", samples=images(y, y == 1))
     ztest.main(["--u", str(tmp_path / "u.npz"), "--r", str(tmp_path / "r.npz"), "--rare", "1", "--model", "X",
-                "--device", "cpu", "--save", str(tmp_path / "audit.json")])
+                "--device", "cpu", "--min-n", "20", "--save", str(tmp_path / "audit.json")])
     res = json.loads((tmp_path / "audit.json").read_text())
     # digit 1: P_u = 0.5, P_r = 1, n = 20: 0.5 / sqrt(0.25 / 20) = 4.4721; other digits -4.4721
     assert res["rows"][1]["z"] == pytest.approx(4.4721, abs=1e-4) and res["rows"][1]["verdict"] == "M"
@@ -260,3 +261,122 @@ def test_audit_any_generator(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         ztest.main(["--u", str(tmp_path / "bad.npz"), "--r", str(tmp_path / "r.npz")])
     assert e.value.code == 2 and "float32" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- min-n, TOST, the paper's summary
+def test_too_few_samples_is_never_learned():
+    # class 0: 10 samples each, identical shares: eq. 1 gives p = 1 (L under the paper's rule)
+    counts = _counts([10] + [100] * 9, [5] + [50] * 9)
+    paper = ztest.rows_from_counts(counts, 1, CLASSES, min_n=0)
+    ours = ztest.rows_from_counts(counts, 1, CLASSES)
+    assert paper[0]["verdict"] == "L" and ours[0]["verdict"] == "n" and ours[0]["p"] == paper[0]["p"]
+    assert [r["verdict"] for r in ours[1:]] == [r["verdict"] for r in paper[1:]] == ["L"] * 10
+    # the threshold is "n_u or n_r below min-n": 29 in D_r alone is enough
+    few_r = ztest.rows_from_counts(_counts([100] * 10, [50] * 10, [29] + [100] * 9, [14] + [50] * 9), 1, CLASSES)
+    assert few_r[0]["verdict"] == "n" and few_r[1]["verdict"] == "L"
+    for how in ztest.SUMMARIES:
+        assert ztest.summary_letter(ours[0], how) != "L"
+    with pytest.raises(ValueError, match="-1"):
+        ztest.rows_from_counts(counts, 1, CLASSES, min_n=-1)
+
+
+def test_tost_closed_form():
+    # P_u = P_r = 0.5, n_r = 400: se = sqrt(0.25 / 400) = 0.025; p = sf(0.1 / 0.025) = sf(4) = 3.167e-5
+    assert ztest.tost(200, 400, 50, 100) == pytest.approx(3.16712e-5, rel=1e-4)
+    # d = 0.05, se = 0.025: p = max(sf(0.15 / 0.025), cdf(-0.05 / 0.025)) = cdf(-2) = 0.0227501
+    assert ztest.tost(220, 400, 50, 100) == pytest.approx(0.0227501, rel=1e-5)
+    # d exactly at the margin: p = 0.5; beyond it: p > 0.5
+    assert ztest.tost(240, 400, 50, 100) == pytest.approx(0.5)
+    assert ztest.tost(300, 400, 50, 100) > 0.5
+    # two-sample: unpooled se = sqrt(0.25/100 + 0.25/100) = 0.0707107; p = sf(0.1 / 0.0707107) = sf(1.41421)
+    assert ztest.tost(50, 100, 50, 100, test="two-sample") == pytest.approx(0.0786496, rel=1e-5)
+    # at P_u = 0.5 and d = 0, equivalence needs n_r >= 68 (se <= 0.1 / 1.645); with d = 0.05, n_r >= 271
+    assert ztest.tost(34, 68, 500, 1000) < 0.05 < ztest.tost(33, 66, 500, 1000)
+    assert ztest.tost(154, 280, 500, 1000) < 0.05 < ztest.tost(143, 260, 500, 1000)   # P_r = 0.55
+    assert math.isnan(ztest.tost(0, 100, 0, 100)) and math.isnan(ztest.tost(3, 0, 1, 10))
+    for bad in (0, 1, 1.5, -0.1):
+        with pytest.raises(ValueError, match="margin"):
+            ztest.tost(5, 10, 5, 10, margin=bad)
+
+
+def _tost_independent(k_r, n_r, k_u, n_u, margin, test, alpha):
+    """Written apart from ztest.tost: the confidence-interval form. Equivalence at level alpha holds iff
+    the 1 - 2 alpha interval of d lies inside (-margin, margin); the p-value is that of the nearer bound."""
+    from scipy import stats
+    p_r, p_u = k_r / n_r, k_u / n_u
+    se = math.sqrt(p_u * (1 - p_u) / n_r) if test == "one-sample" else \
+        math.sqrt(p_r * (1 - p_r) / n_r + p_u * (1 - p_u) / n_u)
+    lo, hi = stats.norm.interval(1 - 2 * alpha, loc=p_r - p_u, scale=se)
+    p = stats.norm(loc=abs(p_r - p_u), scale=se).cdf(margin)
+    return -margin < lo and hi < margin, 1 - p
+
+
+def test_tost_against_an_independent_implementation_on_400_random_cases():
+    rng = np.random.default_rng(13)
+    checked = 0
+    for _ in range(400):
+        n_u, n_r = (int(v) for v in rng.integers(20, 2000, size=2))
+        k_u, k_r = int(rng.integers(1, n_u)), int(rng.integers(1, n_r))
+        margin, test, alpha = float(rng.uniform(0.02, 0.4)), ("one-sample", "two-sample")[checked % 2], 0.05
+        p = ztest.tost(k_r, n_r, k_u, n_u, margin, test)
+        inside, p_ref = _tost_independent(k_r, n_r, k_u, n_u, margin, test, alpha)
+        assert p == pytest.approx(p_ref, rel=1e-6, abs=1e-12)
+        assert (p <= alpha) == inside
+        checked += 1
+    assert checked == 400
+
+
+def test_summary_rules():
+    rows = ztest.rows_from_counts(
+        _counts([100] * 9 + [10], [50] * 9 + [5], [1000, 100, 50, 100, 100, 100, 100, 100, 100, 10],
+                [500, 90, 25, 60, 50, 50, 50, 50, 50, 5]), 1, CLASSES)
+    # 0: n_r = 1000, d = 0 -> L, shown equivalent; 1: memorised; 3: z = 2.0 (p 0.046, wrong direction) -> ?
+    # 2: d = 0 but n_r = 50 -> L under eq. 1, not shown equivalent (i: p_eq = sf(1.41) = 0.079); 9: n
+    letters = {how: [ztest.summary_letter(r, how) for r in rows] for how in ztest.SUMMARIES}
+    assert letters["ours"][:4] + [letters["ours"][9]] == ["L", "M", "L", "?", "n"]
+    assert letters["paper"][:4] + [letters["paper"][9]] == ["L", "M", "L", "M", "M"]
+    assert letters["equivalence"][:4] + [letters["equivalence"][9]] == ["L", "M", "i", "?", "n"]
+    paper0 = [ztest.summary_letter(r, "paper", min_n=0) for r in rows]
+    assert paper0[9] == "L"                                  # --min-n 0: the paper's rule exactly
+    assert [r["eq"] for r in rows] == letters["equivalence"]
+    with pytest.raises(ValueError, match="bogus"):
+        ztest.summary_letter(rows[0], "bogus")
+
+
+def test_summary_paper_reproduces_the_binary_rule_on_known_verdicts(tmp_path, capsys):
+    # ours: digit 1 M, digit 0 ? (significant, wrong direction: z = +3), digits 2-8 L, digit 9 - (P_u = 0)
+    counts = _counts([100] * 10, [50] * 9 + [0], [100] * 10, [65, 90, 50, 50, 50, 50, 50, 50, 50, 10])
+    f = _result(tmp_path, "GAN", "colour", 1, 0, counts)
+    ztest.main([str(f), "--out-dir", str(tmp_path / "ours")])
+    ztest.main([str(f), "--summary", "paper", "--out-dir", str(tmp_path / "paper")])
+    ours = list(csv.reader(io.StringIO((tmp_path / "ours/table4.csv").read_text())))
+    paper = list(csv.reader(io.StringIO((tmp_path / "paper/table4.csv").read_text())))
+    assert [r[1] for r in ours[1:11]] == ["?", "M", "L", "L", "L", "L", "L", "L", "L", "-"]
+    assert [r[1] for r in paper[1:11]] == ["M", "M", "L", "L", "L", "L", "L", "L", "L", "M"]
+    assert paper[12] == ["Count", "7"] and "paper summary" in (tmp_path / "paper/tables.md").read_text()
+    assert "; ?: significant in the other direction; -: z undefined" in (tmp_path / "ours/tables.md").read_text()
+
+
+def test_tables_c3_c4_in_every_format(tmp_path, capsys):
+    unbalanced = _counts([100] * 10, [50] * 9 + [10], [100] * 10, [1, 90] + [1] * 8)
+    _result(tmp_path / "runs", "GAN", "colour", 1, 0, unbalanced)
+    _result(tmp_path / "runs", "VAE", "thin", 2, 0, LEARN)
+    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")])
+    c3 = list(csv.reader(io.StringIO((tmp_path / "out/tableC3.csv").read_text())))
+    assert c3[0] == ["factor, model"] + [str(d) for d in range(10)] + ["Total"]
+    assert c3[1][:3] == ["colour GAN", "0.50 (100) / 0.01 (100)", "0.50 (100) / 0.90 (100)"]
+    assert c3[1][10] == "0.10! (100) / 0.01 (100)"           # |P_u - 0.5| > 0.25 is flagged
+    c4 = list(csv.reader(io.StringIO((tmp_path / "out/tableC4.csv").read_text())))
+    assert c4[1][0] == "thin VAE" and "!" not in "".join(c4[1])
+    for ext, words in (("md", "### Table C.3: P_u / P_r"), ("tex", r"Table C.4: P\_u / P\_r"), ("txt", "Table C.4")):
+        assert words in (tmp_path / f"out/tables.{ext}").read_text()
+
+
+@pytest.mark.parametrize("argv, words", [(["--min-n", "-1"], "--min-n -1"), (["--margin", "0"], "--margin 0"),
+                                         (["--margin", "1.5"], "--margin 1.5"), (["--summary", "bogus"], "bogus")])
+def test_bad_reading_options(tmp_path, argv, words, capsys):
+    f = _result(tmp_path, "GAN", "colour", 1, 0, LEARN)
+    with pytest.raises(SystemExit) as e:
+        ztest.main([str(f)] + argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and words in err
