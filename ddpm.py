@@ -8,7 +8,6 @@ al. (2020), sampling Algorithm 2 (ancestral, all T steps) or, with --sample-step
 deterministic sampler of DDIM (Song et al. 2021, eq. 12) over N of the T steps. The sampler is recorded in
 the run's config ("sampler" in config.json / result.json) but is not part of the trained model's identity:
 after deleting a cell's result.json, a run with another sampler reuses both checkpoints and only resamples.
-It also saves confidence.json: the share of samples the label oracle is confident about (legible digits).
 
 Run it:
     python ddpm.py --factor colour --rare 1                   # paper-length settings (a GPU job)
@@ -16,13 +15,20 @@ Run it:
     python ddpm.py --factor thin --rare 2 --sample-steps 100  # DDIM, 100 steps instead of 1000 ancestral
     python ddpm.py --dataset cars --epochs 800                # CompCars 64x64 (1,448 images: more epochs)
 Outputs: runs/ddpm/<factor>-balanced-seed<s>/ (D_u model) and runs/ddpm/<factor>-rare<k>-seed<s>/ (D_r
-model, result.json with the z-table, confidence.json, sample grids).
+model, result.json with the z-table and the sample-quality report, sample grids).
 
 Choices (the paper's Appendix A with its architectures is not available):
-- Diffusion as in Ho et al.: T = 1000, betas linear from 1e-4 to 0.02, epsilon-prediction trained with the
-  unweighted MSE L_simple (eq. 14) on data in [-1, 1], Adam lr 2e-4, gradients clipped at norm 1, an EMA of
-  the weights for sampling. The reverse variance is the posterior variance beta~_t (eq. 7); Ho et al.
-  report beta_t and beta~_t give similar samples.
+- Diffusion: Ho et al.'s DDPM, T = 1000 steps of a fixed Gaussian forward process on data in [-1, 1], a
+  U-Net trained to undo them, ancestral sampling with the posterior variance beta~_t (eq. 7) or DDIM,
+  Adam, gradients clipped at norm 1, an EMA of the weights for sampling. By default it trains with
+  convergence techniques that keep it that model and change only how fast training gets there: the
+  cosine schedule (Nichol & Dhariwal 2021), v-prediction (Salimans & Ho 2022) with the min-SNR-5 loss
+  weighting (Hang et al. 2023; any positive weighting of the denoising loss has the same optimum, the
+  true denoiser), a 200-step learning-rate warm-up then a cosine decay to zero, zero-initialised
+  residual outputs (as improved-diffusion), and bf16 autocast on CPUs that support it (faster there,
+  BENCHMARKS.md). They are the default because a DDPM is the slowest of the three models to train and
+  the study needs its samples readable. Ho et al.'s own settings are one command line away:
+  --schedule linear --prediction eps --snr-gamma 0 --warmup 0 --lr-decay none --no-zero-init --no-cpu-bf16.
 - Network: Ho et al.'s U-Net (the PixelCNN++ backbone) scaled down: residual blocks with GroupNorm + SiLU,
   and a sinusoidal time embedding (Transformer position encoding) through an MLP, ADDED to every block so
   that the network knows the noise level (a well-known minimal DDPM ignores t; test_ddpm.py checks ours
@@ -38,25 +44,25 @@ Choices (the paper's Appendix A with its architectures is not available):
   the paper's DM column: a DDPM needs far more compute than a CPU gives in minutes. Its time, how legible
   its samples are and the settings tried are in BENCHMARKS.md.
 """
+import argparse
 import copy
 import math
 import os
 import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import data
-import oracles
 import ztest
 
 # --------------------------------------------------------------------------- configuration
 EPOCHS, BATCH_SIZE, LR = 40, 128, 2e-4    # Ho et al. (2020): Adam, lr 2e-4, batch 128
 T, BETA_1, BETA_T = 1000, 1e-4, 0.02      # Ho et al. (2020), section 4: linear schedule
+COSINE_S = 0.008                          # Nichol & Dhariwal (2021), eq. 17: the cosine schedule's offset
 WIDTH, RES_BLOCKS, EMA_DECAY = 64, 2, 0.999
-CONFIDENT = 0.9                           # label-oracle probability above which a sample reads as a digit
+SNR_GAMMA, WARMUP = 5.0, 200              # min-SNR-5 (Hang et al. 2023); learning-rate warm-up steps
 
 # Presets fill only the options the user did not set (data.parse_args). --quick: the documented CPU
 # preset (BENCHMARKS.md). --smoke: seconds, for the tests (works on the offline fixture).
@@ -77,6 +83,19 @@ def build_parser():
       "the U-Net: p^2 fewer positions per layer (default: 1)")
     a("--ema-decay", type=float, default=EMA_DECAY, help=f"decay of the weights' EMA used for sampling "
       f"(default: {EMA_DECAY})")
+    a("--schedule", default="cosine", choices=("cosine", "linear"), help="noise schedule: cosine (Nichol & "
+      "Dhariwal 2021) or linear (Ho et al.) (default: cosine)")
+    a("--prediction", default="v", choices=("v", "eps"), help="what the U-Net predicts: v (Salimans & Ho "
+      "2022) or the noise eps (Ho et al.) (default: v)")
+    a("--snr-gamma", type=float, default=SNR_GAMMA, help=f"min-SNR-gamma loss weighting (Hang et al. 2023); "
+      f"0 = the unweighted L_simple of Ho et al. (default: {SNR_GAMMA:g})")
+    a("--warmup", type=int, default=WARMUP, help=f"learning-rate warm-up in steps (default: {WARMUP})")
+    a("--lr-decay", default="cosine", choices=("cosine", "none"), help="after the warm-up, cosine decay to "
+      "zero at the last step, or a constant rate as Ho et al. (default: cosine)")
+    a("--zero-init", default=True, action=argparse.BooleanOptionalAction, help="zero the last layer of "
+      "every residual branch and of the head, as improved-diffusion does (default: on)")
+    a("--cpu-bf16", default=True, action=argparse.BooleanOptionalAction, help="bf16 autocast on CPUs that "
+      "support it (measured faster, BENCHMARKS.md); GPUs always use AMP (default: on)")
     a("--sample-steps", type=int, default=0, help=f"0 = ancestral sampling over all T={T} steps (Algorithm 2); "
       f"N = DDIM over N evenly spaced steps (default: 0)")
     a("--eta", type=float, default=0.0, help="DDIM noise: 0 = deterministic, 1 = DDPM-like (default: 0.0)")
@@ -93,6 +112,10 @@ def check(args):
         return f"--res-blocks must be >= 1 (got {args.res_blocks})"
     if not 0 <= args.ema_decay < 1:
         return f"--ema-decay must be in [0, 1) (got {args.ema_decay:g})"
+    if not (args.snr_gamma >= 0 and math.isfinite(args.snr_gamma)):
+        return f"--snr-gamma must be a finite number >= 0 (got {args.snr_gamma:g}); 0 = unweighted"
+    if args.warmup < 0:
+        return f"--warmup must be >= 0 steps (got {args.warmup})"
     if not 0 <= args.sample_steps <= T:
         return f"--sample-steps must be 0 (ancestral) or 1..{T} (got {args.sample_steps})"
     if not 0 <= args.eta <= 1:
@@ -111,10 +134,16 @@ def check(args):
 
 
 # --------------------------------------------------------------------------- diffusion schedule
-def schedule(device):
+def schedule(device, kind="linear"):
     """The fixed forward process q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I) and what Algorithms
-    1 and 2 need from it. Index i = 0..T-1 stands for the paper's t = i + 1."""
-    beta = torch.linspace(BETA_1, BETA_T, T, dtype=torch.float64)
+    1 and 2 need from it. Index i = 0..T-1 stands for the paper's t = i + 1. linear: Ho et al.'s betas.
+    cosine: alpha_bar_t = f(t) / f(0), f(t) = cos((t/T + s) / (1 + s) * pi/2)^2 (Nichol & Dhariwal, eq.
+    17), betas clipped at 0.999; it destroys the image more slowly, so fewer steps are wasted on noise."""
+    if kind == "cosine":
+        f = torch.cos((torch.arange(T + 1, dtype=torch.float64) / T + COSINE_S) / (1 + COSINE_S) * math.pi / 2) ** 2
+        beta = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    else:
+        beta = torch.linspace(BETA_1, BETA_T, T, dtype=torch.float64)
     alpha = 1 - beta                                              # alpha_t = 1 - beta_t
     abar = torch.cumprod(alpha, 0)                                # alpha_bar_t = prod_{s<=t} alpha_s
     abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])   # alpha_bar_{t-1}, alpha_bar_0 = 1
@@ -122,7 +151,8 @@ def schedule(device):
          # posterior q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I), eq. 7:
          "post_var": beta * (1 - abar_prev) / (1 - abar),         # beta~_t = (1-abar_{t-1}) / (1-abar_t) beta_t
          "coef_x0": abar_prev.sqrt() * beta / (1 - abar),         # mu~_t = coef_x0 x_0 + coef_xt x_t
-         "coef_xt": alpha.sqrt() * (1 - abar_prev) / (1 - abar)}
+         "coef_xt": alpha.sqrt() * (1 - abar_prev) / (1 - abar),
+         "snr": abar / (1 - abar)}                                # signal-to-noise ratio of x_t
     return {k: v.float().to(device) for k, v in s.items()}
 
 
@@ -260,21 +290,55 @@ def build(args, shape, device, gen):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = UNet(shape, args.width, args.res_blocks, args.patch)
+    if args.zero_init:
+        zero_init(net)
     net = net.to(device)
     return net, EMA(net, args.ema_decay)
 
 
+def zero_init(net):
+    """Zero the last layer of every residual branch (res blocks, attention) and of the head, as
+    improved-diffusion does: each block starts as the identity and the network as the zero function,
+    so early steps refine a working network instead of fighting random residuals."""
+    for m in net.modules():
+        last = {ResBlock: lambda b: b.block2[-1], Attention: lambda b: b.out}.get(type(m))
+        if last is not None:
+            nn.init.zeros_(last(m).weight), nn.init.zeros_(last(m).bias)
+    nn.init.zeros_(net.head[2].weight), nn.init.zeros_(net.head[2].bias)
+
+
 # --------------------------------------------------------------------------- loss
-def loss_simple(net, x0, sch, gen):
-    """Algorithm 1 of Ho et al.: t ~ Uniform{1..T}, eps ~ N(0, I),
-    L_simple = || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2   (eq. 14)."""
+def diffusion_loss(net, x0, sch, gen, args):
+    """Algorithm 1 of Ho et al.: t ~ Uniform{1..T}, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t)
+    eps (eq. 4), and a weighted MSE between the network's output and its target:
+      --prediction eps: target eps, weight min(SNR_t, gamma) / SNR_t;
+      --prediction v:   target v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022),
+                        weight min(SNR_t, gamma) / (SNR_t + 1),
+    the min-SNR-gamma weighting of Hang et al. (2023), which stops the nearly clean steps (large SNR)
+    from dominating. Each of these is the same x_0-error weighted by min(SNR_t, gamma), and any positive
+    weighting keeps the optimum (the true denoiser): it changes how fast training gets there, not the
+    model. --snr-gamma 0 with --prediction eps is L_simple, eq. 14, exactly."""
     t = torch.randint(0, T, (x0.shape[0],), generator=gen, device=x0.device)
     eps = torch.randn(x0.shape, generator=gen, device=x0.device)
-    abar = bcast(sch["abar"], t)
-    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps          # q(x_t | x_0) in closed form, eq. 4
-    with data.autocast(x0.device):
-        pred = net(x_t, t)
-    return F.mse_loss(pred.float(), eps)
+    abar, snr = bcast(sch["abar"], t), bcast(sch["snr"], t)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    with data.autocast(x0.device, args.cpu_bf16):
+        pred = net(x_t, t).float()
+    target = eps if args.prediction == "eps" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
+    if args.snr_gamma == 0:
+        return F.mse_loss(pred, target)
+    weight = snr.clamp(max=args.snr_gamma) / (snr if args.prediction == "eps" else snr + 1)
+    return (weight * (pred - target) ** 2).mean()
+
+
+def learning_rate(step, total, args):
+    """Linear warm-up over --warmup steps, then constant (Ho et al.) or a cosine decay that reaches zero
+    at the last step: a run ends on its best weights, whichever its length."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    if args.lr_decay == "none":
+        return args.lr
+    return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - args.warmup) / max(1, total - args.warmup))))
 
 
 # --------------------------------------------------------------------------- training
@@ -282,11 +346,14 @@ def train_epoch(net, ema, opt, x, epoch, args, gen):
     """One pass over the resident x in shuffled batches (Algorithm 1 of Ho et al., repeated), the EMA
     following every step. Returns the epoch's mean loss per image."""
     net.train()
-    sch = schedule(x.device)
-    perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
-    total, bar = torch.zeros((), device=x.device), data.progress(perm.split(args.batch_size), desc=f"epoch {epoch + 1}")
+    sch = schedule(x.device, args.schedule)
+    batches = torch.randperm(x.shape[0], generator=gen, device=x.device).split(args.batch_size)
+    total, bar = torch.zeros((), device=x.device), data.progress(batches, desc=f"epoch {epoch + 1}")
     for i, idx in enumerate(bar):
-        loss = loss_simple(net, x[idx] * 2 - 1, sch, gen)     # data in [-1, 1]
+        # the rate is a function of the step, so a resumed run follows the same schedule
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(epoch * len(batches) + i, args.epochs * len(batches), args)
+        loss = diffusion_loss(net, x[idx] * 2 - 1, sch, gen, args)     # data in [-1, 1]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)         # Ho et al.'s gradient clipping
@@ -295,7 +362,7 @@ def train_epoch(net, ema, opt, x, epoch, args, gen):
         total += loss.detach() * len(idx)
         if i % 20 == 0:                                          # .item() syncs a GPU: not every step
             bar.set_postfix(loss=f"{loss.item():.4f}")
-    return {"loss": total.item() / x.shape[0]}
+    return {"loss": total.item() / x.shape[0], "lr": opt.param_groups[0]["lr"]}
 
 
 def train(which, args, dirs, device, started):
@@ -347,15 +414,20 @@ def timesteps(args):
 
 @torch.inference_mode()
 def denoise(net, x, args, gen):
-    """x_T ~ N(0, I) -> x_0. Each step predicts eps, hence x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
-    (eq. 4 solved for x_0), clipped to the data range [-1, 1] as in Ho et al.'s code."""
-    sch, steps = schedule(x.device), timesteps(args)
+    """x_T ~ N(0, I) -> x_0. Each step predicts x_0: from eps, x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    (eq. 4 solved for x_0); from v, x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v. It is clipped to the data
+    range [-1, 1] as in Ho et al.'s code."""
+    sch, steps = schedule(x.device, args.schedule), timesteps(args)
     for j, i in enumerate(steps):
         t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-        with data.autocast(x.device):
-            eps = net(x, t).float()
+        with data.autocast(x.device, args.cpu_bf16):
+            out = net(x, t).float()
         abar = sch["abar"][i]
-        x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+        if args.prediction == "eps":
+            x0 = (x - (1 - abar).sqrt() * out) / abar.sqrt()
+        else:
+            x0 = abar.sqrt() * x - (1 - abar).sqrt() * out
+        x0 = x0.clamp(-1, 1)
         if args.sample_steps == 0:
             # Algorithm 2: x_{t-1} = mu~_t(x_t, x_0) + sigma_t z with sigma_t^2 = beta~_t (eq. 7). Without the
             # clip this mean equals 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps), line 4.
@@ -386,20 +458,7 @@ def sample(net, n, args, gen):
 
 
 # --------------------------------------------------------------------------- evaluation
-def confidence(res, args, device):
-    """Share of the samples that the label oracle classifies with probability > CONFIDENT: are they
-    recognisable digits at all? The z-table means little when few are. Printed and saved as
-    confidence.json beside result.json."""
-    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
-                               device=device, data_seed=args.data_seed, smoke=args.smoke)
-    out = {"threshold": CONFIDENT, "sampler": args.sampler}
-    for which, folder in res["dirs"].items():
-        with np.load(os.path.join(folder, "samples.npz")) as z:
-            p_label, _ = oracles.predict_proba(orc, z["x"])
-        out[which] = float((p_label.max(1) > CONFIDENT).mean())
-    print(f"label oracle p > {CONFIDENT:g}: {out['u']:.1%} of the D_u samples, {out['r']:.1%} of the D_r samples")
-    data.save_json(out, os.path.join(res["dirs"]["r"], "confidence.json"))
-    return out
+# ztest.evaluate: the oracles, eq. 1, and the sample-quality report (how many samples read as digits).
 
 
 # --------------------------------------------------------------------------- main
@@ -408,7 +467,7 @@ def main(argv=None):
     device, started = data.pick_device(args.device), time.time()
     dirs = data.run_dirs(args, "ddpm")
     res = ztest.finished_result(dirs, args, eval_keys=SAMPLING)
-    if res is not None:       # done before: its confidence.json is there too
+    if res is not None:
         return res
     # Section 4: one DDPM on D_u, one on D_r, M samples from each. The D_u model serves every rare
     # class, so its folder is locked while it trains: parallel cells never train it twice.
@@ -417,10 +476,7 @@ def main(argv=None):
         with data.file_lock(os.path.join(dirs[which], ".lock")):
             runs[which] = train(which, args, dirs, device, started)
     # The oracles label the samples and eq. 1 compares the factor's share per class.
-    res = ztest.evaluate(args, "DM", "ddpm", dirs, runs, device, eval_keys=SAMPLING)
-    if res is not None:   # None: nothing to compare yet (--stage u, or no D_u samples)
-        res["confidence"] = confidence(res, args, device)
-    return res
+    return ztest.evaluate(args, "DM", "ddpm", dirs, runs, device, eval_keys=SAMPLING)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ and section 6 (Tables 1-4). In reading order:
   (--test two-sample, Holm / Benjamini-Hochberg corrections, Cohen's h);
 - tables: Tables 1/2 (z per digit), Table 3 (cars) and Table 4 (L/M summary) from result files, as
   text, Markdown, LaTeX, CSV and JSON, with several seeds aggregated per cell;
+- sample quality: how readable the samples are (the label oracle's confident fraction), the class
+  histogram, and warnings for mode collapse and for a D_u model that is not the balanced baseline;
 - audit: the oracles label any generator's samples, and eq. 1 compares them;
 - the steps the model scripts share (vae.py, gan.py and ddpm.py own their training loops and call
   these): common options, run folders, the data, checkpoints with RNG states, samples, and `evaluate`,
@@ -282,6 +284,54 @@ def format_rows(rows, title=""):
              _fmt(r["z"]), _fmt(r["p_adj"], ".3g"), _fmt(r["h"]), r["verdict"], _fmt(r.get("p_eq"), ".3g"),
              r.get("eq", "")] for r in rows]
     return (title + "\n" if title else "") + data.text_grid(head, body)
+
+
+# --------------------------------------------------------------------------- sample quality
+# Every verdict counts the samples of a class as the label oracle reads them: an unreadable sample lands
+# in a class almost at random, diluting the rare class and leaking the factor into the others. So every
+# run reports how readable its samples are, and whether the D_u model is the balanced baseline that
+# eq. 1 assumes (the paper's Tables C.3 and C.4: P_u near 0.5 in every class).
+CONFIDENT = 0.9                 # a sample "reads as" its class when the label oracle gives it p > 0.9
+COLLAPSE = (0.2, 2.5)           # a class holding under 0.2x or over 2.5x its uniform share (2% / 25% of
+                                # MNIST samples) signals mode collapse
+BASELINE_DEV = 0.25             # |P_u - 0.5| > 0.25: the D_u model is not balanced in that class
+
+
+def quality(p_label, counts, classes, min_n=MIN_N):
+    """The sample-quality report of one run. p_label: {"u", "r"} -> label-oracle probabilities [M, C];
+    counts: as count_classes gives them. Per model: the confident fraction, the class histogram and the
+    smallest and largest class share; then the warnings: D_u classes with n_u < min_n or
+    |P_u - 0.5| > 0.25, and classes holding under 2% or over 25% of either model's samples."""
+    C, out, warnings = len(classes), {}, []
+    for w in ("u", "r"):
+        n = np.asarray(counts[w]["n"])
+        share = n / max(1, n.sum())
+        out[w] = {"confident": float((np.asarray(p_label[w]).max(1) > CONFIDENT).mean()),
+                  "histogram": n.tolist(), "share_min": float(share.min()), "share_max": float(share.max())}
+        low, high = (f * 1 / C for f in COLLAPSE)
+        bad = [f"{classes[c]} {share[c]:.1%}" for c in range(C) if not low <= share[c] <= high]
+        if bad:
+            warnings.append(f"mode collapse in the D_{w} samples: class share outside {low:.0%}-{high:.0%}: "
+                            + ", ".join(bad))
+    nu, ku = counts["u"]["n"], counts["u"]["k"]
+    few = [f"{classes[c]} (n_u {nu[c]})" for c in range(C) if nu[c] < min_n]
+    off = [f"{classes[c]} (P_u {ku[c] / nu[c]:.2f})" for c in range(C)
+           if nu[c] >= min_n and abs(ku[c] / nu[c] - 0.5) > BASELINE_DEV]
+    if few or off:
+        warnings.append("D_u baseline: P_u ~ 0.5 (the premise of eq. 1) is not met for classes "
+                        + ", ".join(few + off))
+    return {**out, "threshold": CONFIDENT, "warnings": warnings}
+
+
+def format_quality(q, classes):
+    """The report as text: one line per model, then one WARNING line per warning."""
+    lines = [f"sample quality: label oracle p > {q['threshold']:g} on"]
+    for w in ("u", "r"):
+        n = q[w]["histogram"]
+        lines.append(f"  D_{w}: {q[w]['confident']:.1%} of the samples; per class "
+                     + " ".join(f"{c}:{k}" for c, k in zip(classes, n))
+                     + f" (share {q[w]['share_min']:.1%}-{q[w]['share_max']:.1%})")
+    return "\n".join(lines + [f"WARNING: {x}" for x in q["warnings"]])
 
 
 # --------------------------------------------------------------------------- tables (Tables 1-4)
@@ -569,6 +619,8 @@ def finished_result(dirs, args, eval_keys=()):
     data.check_identity(path, res["identity"], json.loads(data.sample_key(args, "r", eval_keys)))
     print(f"{path} exists: cell already done (use --force to redo it)")
     print(format_rows(_rows(res, Reading(min_n=args.min_n)), _title(res)))
+    if "quality" in res:
+        print(format_quality(res["quality"], res["classes"]))
     return res
 
 
@@ -599,6 +651,7 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
     times["oracles"] = time.time() - t0
     t0 = time.time()
     (y_u, f_u), (y_r, f_r) = oracles.classify(orc, runs["u"][0]), oracles.classify(orc, runs["r"][0])
+    p_label = {w: oracles.predict_proba(orc, runs[w][0])[0] for w in ("u", "r")}
     times["classify"] = time.time() - t0
     classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
     counts = {"u": count_classes(y_u, f_u, len(classes)), "r": count_classes(y_r, f_r, len(classes))}
@@ -617,7 +670,9 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
            "timings": times, "dirs": dirs, "history": hist, "config": vars(args),
            "identity": json.loads(data.sample_key(args, "r", eval_keys)), "torch": torch.__version__,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    res["quality"] = quality(p_label, counts, classes, args.min_n)
     print(format_rows(rows, _title(res)))
+    print(format_quality(res["quality"], classes))
     data.save_json(res, os.path.join(dirs["r"], "result.json"))
     print(f"saved {os.path.join(dirs['r'], 'result.json')}")
     return res

@@ -7,6 +7,7 @@ without side effects.
 """
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,8 +23,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _args(**kw):
+    """Ho et al.'s settings (linear schedule, eps, unweighted L_simple, constant rate, default init)
+    unless a test asks for ours."""
     base = dict(width=8, res_blocks=1, patch=1, ema_decay=0.9, lr=1e-3, batch_size=16, sample_steps=0,
-                eta=0.0, sample_batch=1000, sampler="test")
+                eta=0.0, sample_batch=1000, sampler="test", epochs=2, schedule="linear", prediction="eps",
+                snr_gamma=0.0, warmup=0, lr_decay="none", zero_init=False, cpu_bf16=False)
     return types.SimpleNamespace(**{**base, **kw})
 
 
@@ -47,21 +51,82 @@ def test_schedule_matches_ho_et_al():
         assert torch.allclose(mean, line4, rtol=1e-4, atol=1e-5)
 
 
-def test_ddim_with_eta_1_over_all_steps_is_algorithm_2(monkeypatch):
+def test_cosine_schedule_matches_nichol_and_dhariwal():
+    s = {k: v.double() for k, v in ddpm.schedule("cpu", "cosine").items()}
+    f = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2
+    for i in (0, 100, 500, 900):                    # index i is t = i + 1; alpha_bar_t = f(t) / f(0), eq. 17
+        assert s["abar"][i].item() == pytest.approx(f(i + 1) / f(0), rel=1e-5)
+    assert s["beta"].max().item() <= 0.999 + 1e-6 and s["abar"][-1].item() < 1e-6
+    for i in (0, 500, 998):                         # SNR_t = abar_t / (1 - abar_t), kept exact near t = 1
+        ab = f(i + 1) / f(0)
+        assert s["snr"][i].item() == pytest.approx(ab / (1 - ab), rel=1e-4)
+
+
+@pytest.mark.parametrize("schedule, prediction", [("linear", "eps"), ("cosine", "v")])
+def test_ddim_with_eta_1_over_all_steps_is_algorithm_2(monkeypatch, schedule, prediction):
     """Song et al. (2021), section 4.1: DDIM with eta = 1 on every step is the DDPM ancestral sampler with
     the posterior variance; the two code paths must give the same images from the same noise."""
     monkeypatch.setattr(ddpm, "T", 100)       # the identity holds for any T; 100 steps keep the test fast
     torch.manual_seed(0)
     net = ddpm.UNet((3, 28, 28), width=8, res_blocks=1).eval()
     x = torch.randn(2, 3, 28, 28)
-    a = ddpm.denoise(net, x, _args(sample_steps=0), torch.Generator().manual_seed(5))
-    b = ddpm.denoise(net, x, _args(sample_steps=100, eta=1.0), torch.Generator().manual_seed(5))
+    kw = dict(schedule=schedule, prediction=prediction)
+    a = ddpm.denoise(net, x, _args(sample_steps=0, **kw), torch.Generator().manual_seed(5))
+    b = ddpm.denoise(net, x, _args(sample_steps=100, eta=1.0, **kw), torch.Generator().manual_seed(5))
     assert torch.allclose(a, b, atol=1e-3)
-    c = ddpm.denoise(net, x, _args(sample_steps=10), torch.Generator().manual_seed(5))   # deterministic DDIM
+    c = ddpm.denoise(net, x, _args(sample_steps=10, **kw), torch.Generator().manual_seed(5))   # deterministic DDIM
     assert not torch.allclose(a, c, atol=1e-2)
     assert ddpm.timesteps(_args(sample_steps=0)) == list(range(99, -1, -1))
     monkeypatch.setattr(ddpm, "T", 1000)
     assert ddpm.timesteps(_args(sample_steps=10)) == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
+
+
+def test_loss_weightings_are_one_x0_error_weighted_by_min_snr():
+    """eps- and v-prediction with min-SNR-gamma both equal mean(min(SNR_t, gamma) |x0_hat - x0|^2) for
+    the same x0 guess (Hang et al. 2023); gamma = 0 with eps is Ho et al.'s L_simple."""
+    sch = ddpm.schedule("cpu", "cosine")
+    x0, delta = torch.rand(6, 3, 28, 28) * 2 - 1, 0.1 * torch.randn(6, 3, 28, 28)
+
+    def guessing(prediction):                # a "network" whose x_0 estimate is x0 + delta
+        def net(x_t, t):
+            ab = ddpm.bcast(sch["abar"], t)
+            guess = x0 + delta
+            if prediction == "eps":
+                return (x_t - ab.sqrt() * guess) / (1 - ab).sqrt()
+            return (ab.sqrt() * x_t - guess) / (1 - ab).sqrt()
+        return net
+
+    losses = {p: ddpm.diffusion_loss(guessing(p), x0, sch, torch.Generator().manual_seed(3),
+                                     _args(prediction=p, snr_gamma=5.0)) for p in ("eps", "v")}
+    t = torch.randint(0, ddpm.T, (6,), generator=torch.Generator().manual_seed(3))
+    expect = (ddpm.bcast(sch["snr"], t).clamp(max=5.0) * delta ** 2).mean()
+    assert losses["eps"].item() == pytest.approx(expect.item(), rel=1e-3)
+    assert losses["v"].item() == pytest.approx(expect.item(), rel=1e-3)
+    # gamma = 0, eps: the unweighted MSE on the noise, eq. 14
+    net = ddpm.UNet((3, 28, 28), width=8, res_blocks=1)
+    g = torch.Generator().manual_seed(4)
+    plain = ddpm.diffusion_loss(net, x0, sch, g, _args(schedule="cosine"))
+    g = torch.Generator().manual_seed(4)
+    t = torch.randint(0, ddpm.T, (6,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    ab = ddpm.bcast(sch["abar"], t)
+    assert plain.item() == pytest.approx(((net(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t) - eps) ** 2).mean().item(), rel=1e-5)
+
+
+def test_learning_rate_warm_up_and_cosine_decay():
+    a = _args(lr=1e-3, warmup=10, lr_decay="cosine")
+    lrs = [ddpm.learning_rate(s, 110, a) for s in range(110)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3) and lrs[10] == pytest.approx(1e-3)
+    assert lrs[60] == pytest.approx(0.5e-3) and lrs[-1] < 1e-6 and all(x >= y for x, y in zip(lrs[10:], lrs[11:]))
+    assert ddpm.learning_rate(50, 110, _args(lr=1e-3, warmup=10)) == 1e-3        # Ho et al.: constant
+
+
+def test_zero_init_makes_every_residual_branch_start_as_the_identity():
+    net, _ = ddpm.build(_args(zero_init=True), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.equal(net(torch.randn(2, 3, 28, 28), torch.tensor([3, 700])), torch.zeros(2, 3, 28, 28))
+    assert all(b.block2[-1].weight.abs().sum() == 0 for b in net.modules() if isinstance(b, ddpm.ResBlock))
+    plain, _ = ddpm.build(_args(), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert plain.head[2].weight.abs().sum() > 0
 
 
 # --------------------------------------------------------------------------- the network
@@ -135,8 +200,8 @@ def test_smoke_end_to_end_and_force(tmp_path, mnist_root, cache_dir, capsys):
         assert (u / name).exists() and (r / name).exists()
     assert sum(row["n_r"] for row in res["rows"][:-1]) == res["samples"] == 64
     assert res["config"]["sampler"].startswith("DDIM, 5 of T=1000") and res["config"]["sample_steps"] == 5
-    conf = json.loads((r / "confidence.json").read_text())
-    assert conf == res["confidence"] and 0 <= conf["u"] <= 1 and 0 <= conf["r"] <= 1
+    q = json.loads((r / "result.json").read_text())["quality"]
+    assert q == res["quality"] and 0 <= q["u"]["confident"] <= 1 and sum(q["r"]["histogram"]) == 64
     ck = torch.load(r / "ckpt.pt", weights_only=False)
     assert set(ck["state"]) == {"unet", "ema", "opt"} and ck["state"]["ema"]["updates"].item() > 0
     # a finished cell is not redone; another sampler reuses the models (once result.json is gone)
@@ -147,7 +212,7 @@ def test_smoke_end_to_end_and_force(tmp_path, mnist_root, cache_dir, capsys):
     (r / "result.json").unlink()
     res = _run(tmp_path, mnist_root, cache_dir, "--sample-steps", "2", "--eta", "1")
     assert res["config"]["sampler"].startswith("DDIM, 2 of T=1000 steps, eta=1")
-    assert res["confidence"]["sampler"] == res["config"]["sampler"] and (r / "ckpt.pt").stat().st_mtime_ns == mtime
+    assert (r / "ckpt.pt").stat().st_mtime_ns == mtime
     # --force retrains
     _run(tmp_path, mnist_root, cache_dir, "--force")
     assert (r / "ckpt.pt").stat().st_mtime_ns != mtime

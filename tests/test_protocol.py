@@ -104,6 +104,14 @@ def fake_classify(orc, x):
     return x.sum((1, 2, 3)).astype(np.int64) % 10, f
 
 
+def fake_predict_proba(orc, x):
+    """Probabilities that agree with fake_classify: 0.95 on its label for even labels, 0.5 for odd."""
+    y, f = fake_classify(orc, x)
+    p = np.full((len(y), 10), 0.0)
+    p[np.arange(len(y)), y] = np.where(y % 2 == 0, 0.95, 0.5)
+    return p, f.astype(float)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors: one torch thread avoids thread spin on a busy 2-core machine (30x faster here)."""
@@ -118,6 +126,7 @@ def fakes(monkeypatch):
     monkeypatch.setattr(ztest.oracles, "load_oracles", lambda *a, **k: {"acc": {"label": 0.99, "factor": 0.995},
                                                                        "target": 0.98})
     monkeypatch.setattr(ztest.oracles, "classify", fake_classify)
+    monkeypatch.setattr(ztest.oracles, "predict_proba", fake_predict_proba)
     monkeypatch.setattr(data, "make_dataset", fake_dataset)
     CALLS["train"] = 0
 
@@ -180,6 +189,8 @@ def test_outputs_of_a_cell(fakes, tmp_path):
     assert [r["name"] for r in saved["rows"]] == [str(d) for d in range(10)] + ["Total"]
     assert saved["oracle_acc"] == {"label": 0.99, "factor": 0.995} and saved["device"] == "cpu"
     assert {"train_u", "train_r", "sample_u", "classify"} <= set(saved["timings"])
+    q, (y, _) = saved["quality"], fake_classify(None, np.load(cell / "samples.npz")["x"])
+    assert q["r"]["confident"] == pytest.approx(np.mean(y % 2 == 0)) and q["r"]["histogram"] == saved["counts"]["r"]["n"]
     assert res["rows"][-1]["verdict"] in "LM?-"
     assert [h["val_mean"] > 0 for h in saved["history"]["u"]] == [True] * 4
     ck = torch.load(cell / "ckpt.pt", weights_only=False)

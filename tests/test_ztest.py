@@ -380,3 +380,31 @@ def test_bad_reading_options(tmp_path, argv, words, capsys):
         ztest.main([str(f)] + argv)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and words in err
+
+
+# --------------------------------------------------------------------------- the sample-quality report
+def test_quality_report_on_a_synthetic_case_with_known_warnings():
+    # D_u: 1,000 samples, class 3 holds 300 (30% > 25%), class 9 holds 10 (1% < 2%, and n_u < 30),
+    #      class 0 has P_u = 0.9 (|P_u - 0.5| > 0.25); the label oracle is confident on 700 of them.
+    n_u = [100, 80, 80, 300, 80, 80, 80, 90, 100, 10]
+    k_u = [90, 40, 40, 150, 40, 40, 40, 45, 50, 5]
+    n_r = [100] * 10                                     # D_r: balanced, no collapse
+    counts = {"u": {"n": n_u, "k": k_u}, "r": {"n": n_r, "k": [1, 90] + [1] * 8}}
+    p_u = np.full((1000, 10), 0.05)
+    p_u[:700, 0] = 0.95                                  # p > 0.9 on 700 samples
+    p_r = np.full((1000, 10), 0.1)                        # never confident
+    q = ztest.quality({"u": p_u, "r": p_r}, counts, CLASSES)
+    assert q["u"]["confident"] == pytest.approx(0.7) and q["r"]["confident"] == 0.0
+    assert q["u"]["histogram"] == n_u and q["u"]["share_min"] == 0.01 and q["u"]["share_max"] == 0.3
+    assert q["r"]["share_min"] == q["r"]["share_max"] == 0.1
+    assert len(q["warnings"]) == 2
+    collapse, baseline = q["warnings"]
+    assert collapse.startswith("mode collapse in the D_u samples") and "3 30.0%" in collapse and "9 1.0%" in collapse
+    assert "D_u baseline" in baseline and "9 (n_u 10)" in baseline and "0 (P_u 0.90)" in baseline
+    assert "7 (" not in baseline                          # P_u = 0.5 everywhere else
+    text = ztest.format_quality(q, CLASSES)
+    assert "D_u: 70.0% of the samples" in text and text.count("WARNING: ") == 2
+    # a clean run: no warnings
+    balanced = {"n": [100] * 10, "k": [50] * 10}
+    clean = ztest.quality({"u": p_u, "r": p_u}, {"u": balanced, "r": balanced}, CLASSES)
+    assert clean["warnings"] == [] and "WARNING" not in ztest.format_quality(clean, CLASSES)
