@@ -23,7 +23,8 @@ PyTorch-GAN "vanilla GAN" (an MLP GAN after Goodfellow et al. 2014), so we use t
     D: 3*H*W -> 512 -> 256 -> 1 logit                         LeakyReLU(0.2), no normalisation
 `--hidden` sets the widest layer (1024 above; G uses hidden/8 .. hidden, D hidden/2 and hidden/4).
 Cars: 64x64 inputs have 5.2x the pixels of 28x28, so every width is doubled (G up to 2048, D 1024 ->
-512) with the same MLPs; beyond that only the first layer of D and the last of G grow with the image. Two deliberate differences from PyTorch-GAN: D outputs logits and the loss is BCE-with-logits
+512) with the same MLPs; beyond that only the first layer of D and the last of G grow with the image.
+Two deliberate differences from PyTorch-GAN: D outputs logits and the loss is BCE-with-logits
 (SD needs the logit, and it is the numerically stable form), and BatchNorm keeps its default eps
 (PyTorch-GAN passes 0.8 in the eps slot).
 
@@ -38,8 +39,8 @@ without it.
 
 --quick (CPU, 2 cores): the first 20,000 MNIST digits (18,000 after the validation hold-out), 24
 epochs (6,744 steps of batch 64 per model, SD if asked in the first 10), every width halved (--hidden
-512); lr, betas, batch and latent as in the paper. 14 epochs gave digits too rough for the oracle to
-show the colour finding reliably. Measured time and z-tables: BENCHMARKS.md.
+512); lr, betas, batch and latent as in the paper. Measured time, the settings tried and the z-tables:
+BENCHMARKS.md.
 """
 import csv
 import math
@@ -60,8 +61,8 @@ LATENT = 100                             # a 100-d standard Gaussian latent (Goo
 SD_LAMBDA, SD_SHARE = 0.8, 0.4           # section 6.3: lambda 0.8 for the first 80 of 200 epochs
 
 # Presets fill only the options the user did not set (data.parse_args).
-# --quick: the documented CPU preset, <= 10 minutes from cold on 2 cores (BENCHMARKS.md), still showing
-#   colour memorisation. --smoke: seconds, for the tests (works on the offline fixture).
+# --quick: the documented CPU preset (its time: BENCHMARKS.md). --smoke: seconds, for the tests (works on
+#   the offline fixture).
 PRESETS = {
     "quick": {"epochs": 24, "subset": 20000, "hidden": 512},
     "smoke": {"epochs": 1, "hidden": 64, "samples": 64},
