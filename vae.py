@@ -33,8 +33,9 @@ Choices (the paper's Appendix A with its architectures and training details is n
   non-binary targets is not a normalised density, see the continuous Bernoulli of Loaiza-Ganem &
   Cunningham 2019; this only shifts the ELBO by a constant per image and does not change the optimum.)
 - Training: Adam, lr 1e-3, batch 128, 30 epochs (13,600 steps on the 58,000 digits). Colour is learned
-  early, long before the strokes are sharp, so --quick's 3 epochs already give legible digits that are
-  cleanly red or green; the remaining epochs sharpen strokes.
+  early, long before the strokes are sharp; the label oracle's confidence in the samples keeps rising
+  with every epoch (BENCHMARKS.md, "Sample quality"), so --quick spends its budget on 8 epochs. A wider
+  decoder (--width 64) or a smaller latent (8) read no better per epoch, and the wider one costs 2.7x.
 """
 import math
 import os
@@ -52,12 +53,12 @@ EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015); chosen here,
 LATENT, WIDTH = 20, 32
 
 # Presets fill only the options the user did not set (data.parse_args). --quick: the documented CPU
-# preset (BENCHMARKS.md): all digits, 3 epochs, enough to separate red from green and to give legible
-# digits. All digits rather than a --subset, because data.py caches the morphological renderings of the
+# preset (BENCHMARKS.md): all digits, 8 epochs (3,632 steps), what fits 10 minutes from cold with the
+# oracles. All digits rather than a --subset, because data.py caches the morphological renderings of the
 # full split: a subset would render its digits again.
 # --smoke: seconds, for the tests (plus data.BASE_PRESETS: 300 digits, 100 samples).
 PRESETS = {
-    "quick": {"epochs": 3},
+    "quick": {"epochs": 8},
     "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64},
 }
 
