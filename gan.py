@@ -41,7 +41,7 @@ without it.
 epochs (8,430 steps of batch 64 per model, SD if asked in the first 12), every width halved (--hidden
 512); lr, betas, batch and latent as in the paper. The MLP stays: a small DCGAN (two transposed
 convolutions) read no better per second of CPU, and the MLP's readability keeps rising with steps, so
-the preset spends the 10-minute budget on steps. Measured times, the curves and the z-tables:
+the preset spends its CPU budget on steps. Measured times, the curves and the z-tables:
 BENCHMARKS.md ("Sample quality").
 """
 import csv

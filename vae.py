@@ -53,8 +53,8 @@ EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015); chosen here,
 LATENT, WIDTH = 20, 32
 
 # Presets fill only the options the user did not set (data.parse_args). --quick: the documented CPU
-# preset (BENCHMARKS.md): all digits, 8 epochs (3,632 steps), what fits 10 minutes from cold with the
-# oracles. All digits rather than a --subset, because data.py caches the morphological renderings of the
+# preset: all digits, 8 epochs (3,632 steps); readability rises with every epoch, and the quick budget
+# (10 minutes from cold with the oracles; measured times in BENCHMARKS.md) allows about that many. All digits rather than a --subset, because data.py caches the morphological renderings of the
 # full split: a subset would render its digits again.
 # --smoke: seconds, for the tests (plus data.BASE_PRESETS: 300 digits, 100 samples).
 PRESETS = {
