@@ -240,8 +240,11 @@ def test_resume_after_interruption_runs_no_cell_twice(fake, how):
     cmd = ["bash", str(RUN_ALL), "--python", fake["python"], "--out", str(fake["out"]),
            "--results", str(fake["results"]), *args]
     env = dict(fake["env"], FAKE_SLEEP="1.2")
+    # A shell started in the background (`cmd &`, nohup) ignores SIGINT, and bash cannot trap a signal that
+    # was ignored when it started: give run_all.sh the default SIGINT a terminal's foreground job has.
     runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
+                              text=True, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while len(journal(fake, "end")) < 2 and time.time() < deadline:   # kill it midway, with a cell running
         time.sleep(0.05)
