@@ -91,7 +91,7 @@ def test_train_epoch_learns_and_is_deterministic():
     for _ in range(2):
         gen = torch.Generator().manual_seed(0)
         G, D = gan.build(args, (3, 28, 28), torch.device("cpu"), gen)
-        opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=args.lr, betas=gan.BETAS) for m in (G, D))
+        opt_g, opt_d = gan.optimizers(G, D, args)
         runs.append([gan.train_epoch(G, D, opt_g, opt_d, x, e, args, gen) for e in range(2)])
     assert runs[0] == runs[1]
     assert runs[0][0]["sd_lambda"] == 0.8 and runs[0][1]["sd_lambda"] == 0.0

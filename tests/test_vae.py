@@ -38,7 +38,7 @@ def hparams(**kw):
 def build(gen, size=28):
     """The VAE, its Adam optimiser and a disabled GradScaler (CPU), as vae.train builds them."""
     model = vae.build(hparams(), (3, size, size), torch.device("cpu"), gen)
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3), torch.amp.GradScaler("cpu", enabled=False)
+    return model, vae.optimizer(model, hparams()), torch.amp.GradScaler("cpu", enabled=False)
 
 
 # --------------------------------------------------------------------------- model and loss
