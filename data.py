@@ -11,6 +11,7 @@ is the module that all the others import.
 """
 import argparse
 import contextlib
+import copy
 import csv
 import fcntl
 import functools
@@ -948,6 +949,32 @@ def open_checkpoint(cell, args, which, started, eval_keys=()):
         fail(f"{path} was written by an older version of this script; use --force to retrain")
     check_identity(path, ck["identity"], identity(args, which, eval_keys))
     return ck
+
+
+class EMA:
+    """Exponential moving average of a network's weights, used for sampling: the DDPM's (Ho et al.,
+    Appendix B) and the GAN generator's (Yazici et al. 2019). state_dict / load_state_dict let the
+    checkpoint keep it beside the network. Buffers (BatchNorm statistics) are not averaged: they belong
+    to the weights that made them, so a model with BatchNorm re-estimates them before sampling."""
+
+    def __init__(self, net, decay):
+        self.net, self.decay = copy.deepcopy(net).requires_grad_(False).eval(), decay
+        self.updates = torch.zeros((), dtype=torch.long)   # steps taken; a CPU scalar: no GPU sync per step
+
+    @torch.no_grad()
+    def update(self, net):
+        self.updates += 1
+        # warm-up (as in TensorFlow's ExponentialMovingAverage): early weights are forgotten quickly.
+        d = ((1 + self.updates) / (10 + self.updates)).clamp(max=self.decay).float()
+        for e, p in zip(self.net.parameters(), net.parameters()):
+            e.lerp_(p, 1 - d)                                    # e <- d e + (1 - d) p
+
+    def state_dict(self):
+        return {"net": self.net.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.net.load_state_dict(state["net"])
+        self.updates.copy_(state["updates"])
 
 
 def _rng_state(gen):

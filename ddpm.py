@@ -46,7 +46,6 @@ Choices (the paper's Appendix A with its architectures is not available):
   BENCHMARKS.md.
 """
 import argparse
-import copy
 import math
 import os
 import time
@@ -260,30 +259,6 @@ class UNet(nn.Module):
         return self.head(h)
 
 
-class EMA:
-    """Exponential moving average of the network's weights, used for sampling (Ho et al., Appendix B).
-    state_dict / load_state_dict let the checkpoint keep it beside the network."""
-
-    def __init__(self, net, decay):
-        self.net, self.decay = copy.deepcopy(net).requires_grad_(False).eval(), decay
-        self.updates = torch.zeros((), dtype=torch.long)   # steps taken; a CPU scalar: no GPU sync per step
-
-    @torch.no_grad()
-    def update(self, net):
-        self.updates += 1
-        # warm-up (as in TensorFlow's ExponentialMovingAverage): early weights are forgotten quickly.
-        d = ((1 + self.updates) / (10 + self.updates)).clamp(max=self.decay).float()
-        for e, p in zip(self.net.parameters(), net.parameters()):
-            e.lerp_(p, 1 - d)                                    # e <- d e + (1 - d) p
-
-    def state_dict(self):
-        return {"net": self.net.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state):
-        self.net.load_state_dict(state["net"])
-        self.updates.copy_(state["updates"])
-
-
 def build(args, shape, device, gen):
     """The U-Net for images of `shape` and its EMA, the weights drawn from a seed taken from `gen` (in a
     forked RNG, so the global torch state is left alone)."""
@@ -294,7 +269,7 @@ def build(args, shape, device, gen):
     if args.zero_init:
         zero_init(net)
     net = net.to(device)
-    return net, EMA(net, args.ema_decay)
+    return net, data.EMA(net, args.ema_decay)
 
 
 def zero_init(net):

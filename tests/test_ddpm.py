@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import data
 import ddpm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,7 +177,7 @@ def test_build_and_training_are_deterministic_and_ema_follows():
     assert ema.updates.item() == 6                                    # 2 epochs x 3 batches
     assert not any(p.requires_grad for p in ema.net.parameters())
     # what the checkpoint keeps of the EMA brings it back: the averaged weights and the step count
-    back = ddpm.EMA(ddpm.UNet((3, 28, 28), width=8, res_blocks=1), 0.9)
+    back = data.EMA(ddpm.UNet((3, 28, 28), width=8, res_blocks=1), 0.9)
     back.load_state_dict(ema.state_dict())
     assert back.updates.item() == 6
     assert all(torch.equal(b, e) for b, e in zip(back.net.state_dict().values(), ema.net.state_dict().values()))

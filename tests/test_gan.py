@@ -98,6 +98,34 @@ def test_train_epoch_learns_and_is_deterministic():
     assert all(np.isfinite(v) for r in runs[0] for v in r.values())
 
 
+def test_ema_follows_g_and_standing_stats_are_its_own():
+    x = torch.rand(128, 3, 28, 28)
+    args = _args(hidden=64, epochs=1)
+    gen = torch.Generator().manual_seed(0)
+    G, D = gan.build(args, (3, 28, 28), torch.device("cpu"), gen)
+    ema = data.EMA(G, 0.9)
+    start = [p.clone() for p in ema.net.parameters()]
+    gan.train_epoch(G, D, *gan.optimizers(G, D, args), x, 0, args, gen, ema)
+    assert ema.updates.item() == 2                                        # 128 digits = 2 batches of 64
+    for e, s, p in zip(ema.net.parameters(), start, G.parameters()):
+        assert not torch.equal(e, s) and not torch.equal(e, p)           # moved, but not onto G
+    bn = next(m for m in ema.net.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))   # averaging leaves buffers alone
+    draws = []
+    for _ in range(2):
+        gan.standing_stats(ema.net, torch.Generator().manual_seed(3), n=2000, batch=500)
+        draws.append(gan.sample(ema.net, 5, torch.Generator().manual_seed(4)))
+    assert torch.equal(draws[0], draws[1]) and not ema.net.training and bn.momentum == 0.1
+    assert bn.running_mean.abs().sum() > 0 and bn.num_batches_tracked.item() == 4
+    # the statistics are the EMA net's own: its activations' mean over the latents seen
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        z = torch.cat([torch.randn(500, gan.LATENT, generator=g) for _ in range(4)])
+        assert ema.net.net[3] is bn
+        mean = ema.net.net[0:3](z).mean(0)                               # the input of that BatchNorm
+    assert torch.allclose(bn.running_mean, mean, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- the protocol, end to end
 def _run(tmp_path, mnist_root, cache_dir, *extra):
     return gan.main(["--smoke", "--data-root", mnist_root, "--cache-dir", cache_dir,
@@ -142,10 +170,10 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, c
     _run(tmp_path / "a", mnist_root, cache_dir, *argv)
     real_train = gan.train_epoch
 
-    def crash_in_epoch_3(G, D, opt_g, opt_d, x, epoch, args, gen):
+    def crash_in_epoch_3(G, D, opt_g, opt_d, x, epoch, args, gen, ema):
         if epoch == 2:
             raise KeyboardInterrupt
-        return real_train(G, D, opt_g, opt_d, x, epoch, args, gen)
+        return real_train(G, D, opt_g, opt_d, x, epoch, args, gen, ema)
 
     monkeypatch.setattr(gan, "train_epoch", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
@@ -166,6 +194,7 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, c
 @pytest.mark.parametrize("argv, words", [
     (["--sd-lambda", "-0.1"], "--sd-lambda"),
     (["--sd-lambda", "nan"], "--sd-lambda"),
+    (["--ema-decay", "1"], "--ema-decay"),
     (["--epochs", "10", "--sd-epochs", "11"], "--sd-epochs"),
     (["--samples", "0"], "--samples"),
     (["--factor", "blue"], "blue"),
