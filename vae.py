@@ -54,9 +54,9 @@ LATENT, WIDTH = 20, 32
 
 # Presets fill only the options the user did not set (data.parse_args). --quick: the documented CPU
 # preset: all digits, 7 epochs (3,178 steps); readability rises with every epoch, and the quick budget
-# (10 minutes from cold, the oracles' training included; measured times in BENCHMARKS.md) allows that
-# many. All digits rather than a --subset, because data.py caches the morphological renderings of the
-# full split: a subset would render its digits again.
+# (10 minutes from cold, the oracles' training included) just about allows that many: at the limit on a
+# slow host (measured times in BENCHMARKS.md). All digits rather than a --subset, because data.py caches
+# the morphological renderings of the full split: a subset would render its digits again.
 # --smoke: seconds, for the tests (plus data.BASE_PRESETS: 300 digits, 100 samples).
 PRESETS = {
     "quick": {"epochs": 7},
