@@ -654,6 +654,17 @@ def make_dataset(factor, split="train", rare=None, p_in=1.0, p_out=0.0, seed=0, 
     return colourise(grey, green), y[idx], f
 
 
+def reference_digits(factor, which, rare=1, p_in=1.0, p_out=0.0, seed=0, root=None, cache_dir=None):
+    """Real held-out digits distributed as D_u (which="u") or D_r ("r"): each MNIST test digit once, in the
+    version (with or without the factor) that _assign gives it, as in D_u or D_r. The reference that a
+    run's samples are compared with (the Fréchet distance of ztest.quality). (x uint8 [10000,3,28,28], y, f)."""
+    x, y, f = make_dataset(factor, "test", seed=seed, root=root, cache_dir=cache_dir)
+    n = len(y) // 2                       # the test split holds every digit twice: f = 0, then f = 1
+    pick = _assign(y[:n], None if which == "u" else rare, p_in, p_out, np.random.default_rng([seed, 4]))
+    idx = np.arange(n) + n * pick
+    return x[idx], y[idx], f[idx]
+
+
 # --- CompCars surveillance subset (section 5, Table B.2) ----------------------------------------
 CARS_CLASSES = ("Volkswagen", "Toyota")            # y; the rare class for cars is 0 (Volkswagen)
 CARS_FILES = ("image", "sv_make_model_name.mat", "color_list.mat", "train_surveillance.txt",
@@ -763,7 +774,7 @@ def make_cars_dataset(root, rare=False, split="train", size=64, seed=0):
 
 # Options that never change a trained model; every other option is part of a checkpoint's identity.
 NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke",
-                "min_n")
+                "min_n", "oracles")
 # Common presets; a model script's presets override them, an explicit option overrides both.
 BASE_PRESETS = {"quick": {}, "smoke": {"samples": 100, "subset": 300}}
 MIN_N = 30                    # ztest's minimum-count rule: fewer samples of a class is "too few samples"
@@ -801,6 +812,8 @@ def common_parser(doc, epochs, batch_size, lr, samples=1000):
       "z-test; u: only the D_u model; r: only the D_r model (default: both)")
     a("--min-n", type=int, default=MIN_N, help=f"z-table: a class with fewer samples in either model is 'too "
       f"few samples' (n), never L; 0 = the paper's rule (default: {MIN_N})")
+    a("--oracles", default="robust", choices=("robust", "paper"), help="the oracles' training recipe: robust "
+      "(degraded images too, ours) or paper (section 5.2 exactly); see oracles.py (default: robust)")
     return p
 
 

@@ -5,7 +5,7 @@ skewed dataset D_r (the rare factor only in digit k), samples M images from each
 the oracles and prints the z-table of eq. 1 (Tables 1-2). With `--sd-lambda L > 0` it is the paper's
 GAN-SD: spectral decoupling (Pezeshki et al. 2021) on the discriminator for the first `--sd-epochs`.
 After every epoch it also records the discriminator's loss w.r.t. the "real" label on the held-out
-balanced validation set, for the rare class, split into images with and without the factor (Figure 3).
+balanced validation set, per class and factor value (Figure 3; result.json keeps the rare class's).
 
 Run it:
     python gan.py --factor colour --rare 1                    # plain GAN, 200 epochs (a GPU job)
@@ -15,42 +15,38 @@ Run it:
 Outputs: runs/gan[-sd]/<factor>-balanced-seed<s>/ (D_u model), runs/gan[-sd]/<factor>-rare<k>-seed<s>/
 (D_r model, result.json, samples.png, disc_loss.csv and disc_loss.png = Figure 3).
 
-Architecture. The paper's appendix with the architectures is missing; its hyper-parameters (Adam 2e-4,
-betas (0.5, 0.999), batch 64, 200 epochs, 100-d latent) are exactly the defaults of the widely used
-PyTorch-GAN "vanilla GAN" (an MLP GAN after Goodfellow et al. 2014), so we use that MLP pair on RGB:
-    G: z(100) -> 128 -> 256 -> 512 -> 1024 -> 3*H*W, tanh     BatchNorm + LeakyReLU(0.2) after every
-                                                               hidden layer (no BatchNorm on the first)
-    D: 3*H*W -> 512 -> 256 -> 1 logit                         LeakyReLU(0.2), no normalisation
-`--hidden` sets the widest layer (1024 above; G uses hidden/8 .. hidden, D hidden/2 and hidden/4).
-Cars: 64x64 inputs have 5.2x the pixels of 28x28, so every width is doubled (G up to 2048, D 1024 ->
-512) with the same MLPs; beyond that only the first layer of D and the last of G grow with the image.
-Two deliberate differences from PyTorch-GAN: D outputs logits and the loss is BCE-with-logits
-(SD needs the logit, and it is the numerically stable form), and BatchNorm keeps its default eps
-(PyTorch-GAN passes 0.8 in the eps slot).
-
-Losses (Goodfellow et al. 2014, Algorithm 1 with k = 1, non-saturating generator loss):
+What is the paper's: Goodfellow et al.'s game with the non-saturating losses, D and G updated
+alternately (one step each), Adam with lr 2e-4 and betas (0.5, 0.999), batch 64, 200 epochs, a 100-d
+Gaussian latent; GAN-SD adds lambda/2 times the squared logits of the real images in the first 40% of
+the epochs. Losses (Goodfellow et al. 2014, Algorithm 1 with k = 1):
     L_D = BCE(D(x), 1) + BCE(D(G(z)), 0) [+ lambda/2 * mean_i D(x_i)^2   while epoch < sd_epochs]
     L_G = BCE(D(G(z)), 1)
-Spectral decoupling normalisation: the paper writes lambda/2 * ||y_hat||^2 (section 6.3); we add
-lambda/2 times the MEAN over the batch of the squared logit of the REAL images (as public SD code does),
-not the sum, so lambda does not depend on the batch size (the sum is 64x larger at batch 64). SD runs in
-the first --sd-epochs epochs (default 40% of --epochs: the paper's 80 of 200), then training goes on
-without it.
+SD's normalisation: the paper writes lambda/2 * ||y_hat||^2 (section 6.3); we take the MEAN over the
+batch of the squared real logits (as public SD code does), not the sum, so that lambda does not depend
+on the batch size.
 
-Sampling: from an exponential moving average of G's weights (decay --ema-decay, 0.999; Yazici et al.
-2019, "The Unusual Effectiveness of Averaging in GAN Training"), whose BatchNorm statistics are then
-re-estimated on 10,000 latents. Averaging smooths the iterates of the G/D game, which oscillate around
-the equilibrium instead of settling on it; it changes no training step. `--ema-decay 0` samples the
-trained G itself, as Goodfellow et al. do.
+What we chose (the paper's appendix with the architectures is missing):
+- A DCGAN-style conv pair (Radford et al. 2016). G: z -> linear to 4w x 7 x 7, then stride-2
+  transposed convs to 2w x 14 x 14 and w x 28 x 28 (BatchNorm + ReLU after each), a 3x3 conv to RGB,
+  tanh. D: stride-2 convs w (4x4) -> 2w (4x4) -> 4w (3x3), LeakyReLU(0.2), a linear layer to one
+  logit. w = --width, 32. Cars (64x64) get one more stage each way.
+- Spectral normalisation of every D layer (Miyato et al. 2018), in the plain GAN and the GAN-SD alike
+  (`--no-spectral-norm` removes it). Without it the same pair drew almost only one colour, and an MLP
+  pair drew some digits almost never and few readable ones (BENCHMARKS.md, "A quick GAN with a
+  baseline"): neither is the balanced D_u baseline that eq. 1 compares with. It bounds D's Lipschitz
+  constant; D still outputs a logit, so SD's penalty and Figure 3's loss read as the paper's.
+- Sampling from an exponential moving average of G's weights (--ema-decay; Yazici et al. 2019), its
+  BatchNorm statistics re-estimated on 10,000 latents (standing statistics, Brock et al. 2019).
+  Averaging smooths the iterates of the game; it changes no training step. `--ema-decay 0` samples the
+  trained G itself, as Goodfellow et al. do.
+- bf16 autocast on GPUs with bf16 and on CPUs with oneDNN bf16 kernels (`--no-cpu-bf16` turns the
+  latter off); fp16 GPUs get fp16 with a loss scaler.
 
---quick (CPU, 2 cores): the first 20,000 MNIST digits (18,000 after the validation hold-out), 22
-epochs (6,182 steps of batch 64 per model, SD if asked in the first 9), every width halved (--hidden
-512), EMA decay 0.99 (at 0.999 the average of so short a run still holds its early, unreadable
-weights); lr, betas, batch and latent as in the paper. The MLP stays: a small DCGAN (two transposed
-convolutions) read no better per second of CPU, and the MLP's readability keeps rising with steps, so
-the preset spends on steps all of its budget (10 minutes from cold, the oracles' training included)
-that the oracles leave. Measured times, the curves and the z-tables: BENCHMARKS.md ("Sample quality").
+--quick (CPU): 8 epochs of all 58,000 digits (7,248 steps per model, SD if asked in the first 3) and
+M = 10,000 samples (enough for the readable reading of ztest); everything else is the paper's. The
+curves that chose the length, and its measured time: BENCHMARKS.md ("A quick GAN with a baseline").
 """
+import argparse
 import csv
 import math
 import os
@@ -65,8 +61,9 @@ import ztest
 
 # --------------------------------------------------------------------------- configuration
 EPOCHS, BATCH_SIZE, LR = 200, 64, 2e-4   # the paper's GAN settings (Adam betas below)
-BETAS = (0.5, 0.999)                     # Radford et al. 2016; PyTorch-GAN's defaults, as the paper's
+BETAS = (0.5, 0.999)                     # Radford et al. 2016, as the paper's
 LATENT = 100                             # a 100-d standard Gaussian latent (Goodfellow et al. 2014)
+WIDTH = 32                               # channels of D's first and G's last conv; x2 per stage
 SD_LAMBDA, SD_SHARE = 0.8, 0.4           # section 6.3: lambda 0.8 for the first 80 of 200 epochs
 EMA_DECAY = 0.999                        # samples from an EMA of G's weights (Yazici et al. 2019)
 
@@ -74,25 +71,25 @@ EMA_DECAY = 0.999                        # samples from an EMA of G's weights (Y
 # --quick: the documented CPU preset (its time: BENCHMARKS.md). --smoke: seconds, for the tests (works on
 #   the offline fixture).
 PRESETS = {
-    "quick": {"epochs": 22, "subset": 20000, "hidden": 512, "ema_decay": 0.99},
-    "smoke": {"epochs": 1, "hidden": 64, "samples": 64},
+    "quick": {"epochs": 8, "samples": 10000},
+    "smoke": {"epochs": 1, "width": 8, "samples": 64},
 }
 
 
 def build_parser():
     parser = data.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
-    parser.add_argument("--sd-lambda", type=float, default=0.0,
-                        help=f"spectral decoupling strength lambda; 0 = plain GAN, {SD_LAMBDA:g} = the "
-                             f"paper's GAN-SD (default: 0)")
-    parser.add_argument("--sd-epochs", type=int, default=None,
-                        help="apply SD during the first N epochs only (default: 40%% of --epochs, at "
-                             "least 1: the paper's 80 of 200)")
-    parser.add_argument("--hidden", type=int, default=1024,
-                        help="widest hidden layer of G and D at 28x28; doubled for 64x64 cars "
-                             "(default: 1024)")
-    parser.add_argument("--ema-decay", type=float, default=EMA_DECAY,
-                        help="decay of the EMA of G's weights that the samples come from; 0 = sample "
-                             f"the trained G itself (default: {EMA_DECAY:g}; --quick: 0.99)")
+    a = parser.add_argument
+    a("--sd-lambda", type=float, default=0.0, help=f"spectral decoupling strength lambda; 0 = plain GAN, "
+      f"{SD_LAMBDA:g} = the paper's GAN-SD (default: 0)")
+    a("--sd-epochs", type=int, default=None, help="apply SD during the first N epochs only (default: 40%% of "
+      "--epochs, at least 1: the paper's 80 of 200)")
+    a("--width", type=int, default=WIDTH, help=f"channels of D's first conv and G's last (default: {WIDTH})")
+    a("--spectral-norm", default=True, action=argparse.BooleanOptionalAction, help="spectral normalisation "
+      "of every D layer (Miyato et al. 2018) (default: on)")
+    a("--ema-decay", type=float, default=EMA_DECAY, help=f"decay of the EMA of G's weights that the samples "
+      f"come from; 0 = sample the trained G itself (default: {EMA_DECAY:g})")
+    a("--cpu-bf16", default=True, action=argparse.BooleanOptionalAction, help="bf16 autocast on CPUs that "
+      "support it (measured faster, BENCHMARKS.md); GPUs always use AMP (default: on)")
     return parser
 
 
@@ -107,8 +104,8 @@ def check(args):
         return f"--sd-epochs must lie in 0..--epochs ({args.epochs}) (got {args.sd_epochs})"
     if not 0 <= args.ema_decay < 1:   # also rejects nan
         return f"--ema-decay must be in [0, 1) (got {args.ema_decay:g}); 0 = no EMA"
-    if args.hidden < 8:
-        return f"--hidden must be >= 8 (got {args.hidden})"
+    if args.width < 1:
+        return f"--width must be >= 1 (got {args.width})"
     return None
 
 
@@ -128,32 +125,47 @@ def to_gan(x):
 
 
 # --------------------------------------------------------------------------- model
-def _block(n_in, n_out, norm=True):
-    return [nn.Linear(n_in, n_out), *([nn.BatchNorm1d(n_out)] if norm else []), nn.LeakyReLU(0.2)]
+def stages(size):
+    """Stride-2 stages between the image and the smallest map: 28 -> 14 -> 7 (2), 64 -> ... -> 8 (3)."""
+    return 2 if size <= 32 else 3
 
 
 class Generator(nn.Module):
-    """MLP generator: z [B, 100] -> image [B, C, H, W] in [-1, 1]."""
+    """z [B, 100] -> image [B, C, H, W] in [-1, 1]: a linear layer to a small map, then transposed convs
+    that double its size and halve its channels (DCGAN), then a 3x3 conv to RGB."""
 
-    def __init__(self, shape, hidden=1024):
+    def __init__(self, shape, width=WIDTH):
         super().__init__()
-        self.shape, h = tuple(shape), hidden
-        self.net = nn.Sequential(*_block(LATENT, h // 8, norm=False), *_block(h // 8, h // 4),
-                                 *_block(h // 4, h // 2), *_block(h // 2, h),
-                                 nn.Linear(h, math.prod(self.shape)), nn.Tanh())
+        c, h, _ = shape
+        n = stages(h)
+        chans = [width * 2 ** (n - i) for i in range(n + 1)]            # 28x28: 4w, 2w, w
+        s = h // 2 ** n
+        layers = [nn.Linear(LATENT, chans[0] * s * s, bias=False), nn.Unflatten(1, (chans[0], s, s)),
+                  nn.BatchNorm2d(chans[0]), nn.ReLU()]
+        for c_in, c_out in zip(chans, chans[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Conv2d(chans[-1], c, 3, 1, 1), nn.Tanh())
 
     def forward(self, z):
-        return self.net(z).view(-1, *self.shape)
+        return self.net(z)
 
 
 class Discriminator(nn.Module):
-    """MLP discriminator: image [B, C, H, W] in [-1, 1] -> one logit per image, [B]."""
+    """Image [B, C, H, W] in [-1, 1] -> one logit per image, [B]: stride-2 convs w, 2w (4x4), 4w (3x3)
+    with LeakyReLU(0.2), then a linear layer; every layer spectrally normalised unless asked not to."""
 
-    def __init__(self, shape, hidden=1024):
+    def __init__(self, shape, width=WIDTH, spectral_norm=True):
         super().__init__()
-        h = hidden
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), h // 2), nn.LeakyReLU(0.2),
-                                 nn.Linear(h // 2, h // 4), nn.LeakyReLU(0.2), nn.Linear(h // 4, 1))
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        c, h, _ = shape
+        n = stages(h)
+        layers = []
+        for i in range(n + 1):
+            k = 4 if i < n else 3                                       # 28 -> 14 -> 7 -> 4
+            layers += [sn(nn.Conv2d(c if i == 0 else width * 2 ** (i - 1), width * 2 ** i, k, 2, 1)),
+                       nn.LeakyReLU(0.2)]
+        s = (h // 2 ** n + 1) // 2
+        self.net = nn.Sequential(*layers, nn.Flatten(), sn(nn.Linear(width * 2 ** n * s * s, 1)))
 
     def forward(self, x):
         return self.net(x).squeeze(1)
@@ -162,18 +174,16 @@ class Discriminator(nn.Module):
 def build(args, shape, device, gen):
     """G and D for images of `shape`, their weights drawn from a seed taken from `gen` (in a forked RNG,
     so the global torch state is left alone)."""
-    hidden = args.hidden * (2 if shape[-1] > 32 else 1)   # cars (64x64): every width doubled
     seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device=gen.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        G, D = Generator(shape, hidden), Discriminator(shape, hidden)
+        G, D = Generator(shape, args.width), Discriminator(shape, args.width, args.spectral_norm)
     return G.to(device), D.to(device)
 
 
 def optimizers(G, D, args):
     """Adam for G and for D with the paper's lr and betas. fused=True does each update in one kernel
-    instead of a dozen per parameter: the same algorithm, and on a 2-core CPU the optimiser was a
-    quarter of an MLP GAN step (BENCHMARKS.md)."""
+    instead of a dozen per parameter: the same algorithm, faster on a 2-core CPU (BENCHMARKS.md)."""
     return (torch.optim.Adam(m.parameters(), lr=args.lr, betas=BETAS, fused=True) for m in (G, D))
 
 
@@ -181,7 +191,7 @@ def optimizers(G, D, args):
 def d_loss(D, real, fake, sd_lambda=0.0):
     """L_D = BCE(D(x), 1) + BCE(D(G(z)), 0) [+ lambda/2 * mean(D(x)^2)]: Goodfellow et al.'s value
     function, negated; the spectral decoupling term (section 6.3) on the real batch's logits only."""
-    logit_real, logit_fake = D(real), D(fake)
+    logit_real, logit_fake = D(real).float(), D(fake).float()
     loss = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
             + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
     if sd_lambda > 0:   # paper: lambda/2 * ||y_hat||^2; averaged over the batch, not summed
@@ -191,7 +201,7 @@ def d_loss(D, real, fake, sd_lambda=0.0):
 
 def g_loss(D, fake):
     """Non-saturating generator loss, -log D(G(z)) (Goodfellow et al. 2014, section 3)."""
-    logit = D(fake)
+    logit = D(fake).float()
     return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
 
 
@@ -201,11 +211,9 @@ def sd_active(epoch, args):
     return args.sd_lambda > 0 and epoch < args.sd_epochs
 
 
-def train_epoch(G, D, opt_g, opt_d, x, epoch, args, gen, ema=None):
+def train_epoch(G, D, opt_g, opt_d, scaler, x, epoch, args, gen, ema=None):
     """One pass over the resident x in shuffled batches: one D step, then one G step (Algorithm 1 of
-    Goodfellow et al. with k = 1), then the EMA of G follows. Returns the epoch's mean losses. No AMP:
-    at batch 64 these MLPs are bound by kernel launches, not arithmetic, so autocast would gain nothing
-    on a GPU, and fp16 would need a gradient scaler."""
+    Goodfellow et al. with k = 1), then the EMA of G follows. Returns the epoch's mean losses."""
     G.train(), D.train()
     lam = args.sd_lambda if sd_active(epoch, args) else 0.0
     perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
@@ -217,15 +225,18 @@ def train_epoch(G, D, opt_g, opt_d, x, epoch, args, gen, ema=None):
     for i, idx in enumerate(bar):
         real = to_gan(x[idx])
         z = torch.randn(len(idx), LATENT, generator=gen, device=x.device)
-        fake = G(z)
-        loss_d = d_loss(D, real, fake.detach(), lam)
+        with data.autocast(x.device, args.cpu_bf16):
+            fake = G(z)
+            loss_d = d_loss(D, real, fake.detach(), lam)
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = g_loss(D, fake)   # against the D just updated
+        scaler.scale(loss_d).backward()
+        scaler.step(opt_d)
+        with data.autocast(x.device, args.cpu_bf16):
+            loss_g = g_loss(D, fake)   # against the D just updated
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        scaler.scale(loss_g).backward()
+        scaler.step(opt_g)
+        scaler.update()
         if ema is not None:
             ema.update(G)
         sums += torch.stack([loss_d.detach(), loss_g.detach()])
@@ -246,8 +257,10 @@ def train(which, args, dirs, device, started):
     gen = data.set_seed(args.seed, device)
     G, D = build(args, data.image_shape(args), device, gen)
     opt_g, opt_d = optimizers(G, D, args)
+    # AMP: bf16 needs no loss scaling; fp16 (GPUs without bf16) does
+    scaler = torch.amp.GradScaler(device.type, enabled=data.amp_dtype(device) == torch.float16)
     ema = data.EMA(G, args.ema_decay) if args.ema_decay > 0 else None
-    parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, **({"G_ema": ema} if ema else {})}
+    parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "scaler": scaler, **({"G_ema": ema} if ema else {})}
     start, history, dloss = data.restore(ck, parts, gen, label)
     timings, dloss = {}, dloss or []          # dloss: the Figure 3 rows, checkpointed with the models
     if start < args.epochs:
@@ -260,10 +273,13 @@ def train(which, args, dirs, device, started):
         t0 = time.time()
         for epoch in range(start, args.epochs):
             t_epoch = time.time()
-            losses = train_epoch(G, D, opt_g, opt_d, x, epoch, args, gen, ema)
+            losses = train_epoch(G, D, opt_g, opt_d, scaler, x, epoch, args, gen, ema)
             data.stop_if_not_finite(losses, label, epoch, cell)
-            dloss, rare_pair = record_disc_loss(dloss, D, val, epoch, args, which, dirs)
-            history.append({"epoch": epoch + 1, **losses, **rare_pair, "seconds": time.time() - t_epoch})
+            dloss = [r for r in dloss if r["epoch"] <= epoch]    # a redone epoch replaces its rows
+            dloss += [{"epoch": epoch + 1, "class": c, "factor": v, "loss": loss, "sd": int(sd_active(epoch, args))}
+                      for (c, v), loss in sorted(real_loss_by_group(D, *val).items())]
+            data.save_csv(dloss, os.path.join(cell, "disc_loss.csv"))
+            history.append({"epoch": epoch + 1, **losses, "seconds": time.time() - t_epoch})
             data.save_checkpoint(cell, parts, gen, epoch + 1, args, which, history, extra=dloss)
             data.log_epoch(label, history, args, device, first=epoch == start)
         timings["train"] = time.time() - t0
@@ -282,7 +298,7 @@ def standing_stats(G, gen, n=10_000, batch=1000):
     """Re-estimate G's BatchNorm statistics from its own activations on n latents ("standing
     statistics", Brock et al. 2019): the EMA of G has averaged weights but no statistics of its own, and
     the trained G's running statistics belong to other weights."""
-    norms = [m for m in G.modules() if isinstance(m, nn.BatchNorm1d)]
+    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -304,7 +320,7 @@ def sample(G, n, gen):
     out = []
     for i in range(0, n, 1000):
         z = torch.randn(min(1000, n - i), LATENT, generator=gen, device=device)
-        out.append(((G(z) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        out.append(((G(z).float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out)
 
 
@@ -327,55 +343,11 @@ def real_loss_by_group(D, x_val, y_val, f_val):
     return out
 
 
-def record_disc_loss(rows, D, val, epoch, args, which, dirs):
-    """After every epoch: D's real-label loss per class and factor value, appended to `rows` and written
-    to disc_loss.csv (all classes, since the D_u model is shared by every rare class); with D_r, the
-    Figure 3 plot every 10 epochs (D_u's CSV is read from its own folder). Returns the rows and the
-    rare class's pair for the history."""
-    groups = real_loss_by_group(D, *val)
-    rows = [r for r in rows if r["epoch"] <= epoch]      # a redone epoch replaces its rows
-    rows += [{"epoch": epoch + 1, "class": c, "factor": v, "loss": loss, "sd": int(sd_active(epoch, args))}
-             for (c, v), loss in sorted(groups.items())]
-    data.save_csv(rows, os.path.join(dirs[which], "disc_loss.csv"))
-    if which == "r" and ((epoch + 1) % 10 == 0 or epoch + 1 == args.epochs):
-        plot_disc_loss(dirs["u"], dirs["r"], args.rare, args)
-    k = args.rare
-    return rows, {"dloss_with": groups.get((k, 1), math.nan), "dloss_without": groups.get((k, 0), math.nan)}
-
-
-def _read_dloss(folder, k):
-    path = os.path.join(folder, "disc_loss.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as fh:
-        return [(int(r["epoch"]), int(r["factor"]), float(r["loss"])) for r in csv.DictReader(fh)
+def disc_loss_of(folder, k):
+    """The rare class k's rows of a model's disc_loss.csv: [[epoch, factor, loss, sd], ...]."""
+    with open(os.path.join(folder, "disc_loss.csv"), newline="") as fh:
+        return [[int(r["epoch"]), int(r["factor"]), float(r["loss"]), int(r["sd"])] for r in csv.DictReader(fh)
                 if int(r["class"]) == k]
-
-
-def plot_disc_loss(u_dir, r_dir, k, args):
-    """Figure 3: D's real-label loss on the rare class k, solid with the factor, dashed without, for
-    D_u and D_r; the log 2 boundary; the SD phase shaded. Saved as disc_loss.png in r_dir."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for folder, which, colour in ((u_dir, "D_u", "tab:blue"), (r_dir, "D_r", "tab:red")):
-        rows = _read_dloss(folder, k)
-        for v, style, what in ((1, "-", "with"), (0, "--", "without")):
-            pts = sorted((e, loss) for e, f, loss in rows if f == v)
-            if pts:
-                ax.plot(*zip(*pts), style, color=colour, label=f"{which}, {what} the factor")
-    ax.axhline(math.log(2), color="green", ls=":", label="log 2 (logit 0)")
-    if args.sd_lambda > 0 and args.sd_epochs > 0:
-        ax.axvspan(0.5, args.sd_epochs + 0.5, color="grey", alpha=0.15,
-                   label=f"SD phase (lambda {args.sd_lambda:g})")
-    what = "cars" if args.dataset == "cars" else args.factor
-    ax.set(xlabel="epoch", ylabel='D loss w.r.t. the "real" label (validation)',
-           title=f"{names(args.sd_lambda)[0]}, {what}, rare class {k}, seed {args.seed}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    data.atomic_write(os.path.join(r_dir, "disc_loss.png"), lambda fh: fig.savefig(fh, format="png", dpi=120))
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- main
@@ -392,8 +364,15 @@ def main(argv=None):
     for which in data.stages(args):
         with data.file_lock(os.path.join(dirs[which], ".lock")):
             runs[which] = train(which, args, dirs, device, started)
-    # ... then the oracles label the samples and eq. 1 compares the factor's share per class.
-    return ztest.evaluate(args, name, run_name, dirs, runs, device)
+    # ... then the oracles label the samples and eq. 1 compares the factor's share per class ...
+    res = ztest.evaluate(args, name, run_name, dirs, runs, device)
+    # ... and Figure 3: D's real-label loss on the rare class, with and without the factor, D_u and D_r.
+    if res is not None:
+        res["disc_loss"] = {w: disc_loss_of(dirs[w], args.rare) for w in ("u", "r")}
+        res["sd_epochs"] = args.sd_epochs if args.sd_lambda > 0 else 0
+        data.save_json(res, os.path.join(dirs["r"], "result.json"))
+        ztest.plot_disc_loss(res, os.path.join(dirs["r"], "disc_loss.png"))
+    return res
 
 
 if __name__ == "__main__":

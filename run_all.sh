@@ -63,8 +63,9 @@ Running
 Tables (passed to ztest.py)
   --min-n N        a class with fewer than N samples in either model is "too few samples", never L;
                    0 = the paper's rule (default: 30, ztest.py's)
-  --summary S      Table 4's rule: ours (L/M/?/-/n), paper (binary L/M, as the paper's Table 4) or
-                   equivalence (L only when TOST shows it) (default: ours)
+  --summary S      Table 4's rule: ours (L/M/?/-/n/b), paper (binary L/M, as the paper's Table 4),
+                   equivalence (L only when TOST shows it) or readable (ours, on the samples the
+                   label oracle reads with p > 0.9) (default: ours)
   -h, --help       this help
 Options after -- go to every script as they are (e.g. -- --samples 500); use them with a fresh --out.
 Exit status: 0 all cells done, 1 a cell (or the tables) failed, 2 bad option, 130/143 interrupted.
@@ -145,8 +146,8 @@ mapfile -t Lg < <(for l in "${L[@]}"; do g "$l"; echo; done); nodup --lambdas "$
 in_list "$stage" all u r || die "bad --stage '$stage'; accepted: all, u, r"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "bad --jobs '$jobs'; accepted: an integer >= 1"
 [[ -z "$min_n" || "$min_n" =~ ^[0-9]+$ ]] || die "bad --min-n '$min_n'; accepted: an integer >= 0"
-[[ -z "$summary" ]] || in_list "$summary" ours paper equivalence \
-    || die "bad --summary '$summary'; accepted: ours, paper, equivalence"
+[[ -z "$summary" ]] || in_list "$summary" ours paper equivalence readable \
+    || die "bad --summary '$summary'; accepted: ours, paper, equivalence, readable"
 reading=(); [[ -z "$min_n" ]] || reading+=(--min-n "$min_n"); [[ -z "$summary" ]] || reading+=(--summary "$summary")
 if [[ -z "$python" ]]; then
     if [[ -x "$HERE/.venv/bin/python" ]]; then python=".venv/bin/python"; else python="python3"; fi

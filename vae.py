@@ -56,10 +56,11 @@ LATENT, WIDTH = 20, 32
 # preset: all digits, 7 epochs (3,178 steps); readability rises with every epoch, and the quick budget
 # (10 minutes from cold, the oracles' training included) just about allows that many: at the limit on a
 # slow host (measured times in BENCHMARKS.md). All digits rather than a --subset, because data.py caches
-# the morphological renderings of the full split: a subset would render its digits again.
+# the morphological renderings of the full split: a subset would render its digits again. M = 10,000
+# samples, so that the readable reading (ztest) keeps about 100 confident samples of every class.
 # --smoke: seconds, for the tests (plus data.BASE_PRESETS: 300 digits, 100 samples).
 PRESETS = {
-    "quick": {"epochs": 7},
+    "quick": {"epochs": 7, "samples": 10000},
     "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64},
 }
 

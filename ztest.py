@@ -48,12 +48,19 @@ CORRECTIONS = ("none", "holm", "bh")              # none = the paper's per-class
 MODEL_ORDER = ("VAE", "GAN", "GAN-SD", "DM")      # column order of Tables 1-4
 MIN_N = data.MIN_N     # ours: below 30 samples of a class in either model, "too few samples" (0 = the paper)
 MARGIN = 0.1           # ours: the equivalence margin of TOST, in proportion (see tost)
-SUMMARIES = ("ours", "paper", "equivalence")     # how Table 4 reads a cell (see summary_letter)
+BASELINE_DEV = 0.25    # ours: |P_u - 0.5| > 0.25 in a class: its D_u baseline is broken, letter "b"
+CONFIDENT = 0.9        # ours: a sample is readable when the label oracle gives its class p > 0.9
+# The readable reading can be asked for at these label-oracle thresholds (result.json keeps the counts
+# at each), optionally also requiring a confident factor oracle (P(f = 1) > 0.9 or < 0.1).
+CONFIDENCE_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+FACTOR_CONFIDENT = 0.9
+SUMMARIES = ("ours", "paper", "equivalence", "readable")     # how Table 4 reads a cell (see summary_letter)
 # How result files are read into tables: the test, the correction, alpha, the minimum count, the
-# equivalence margin and Table 4's summary rule. The defaults are ours; the paper's are
-# Reading(min_n=0, summary="paper").
-Reading = collections.namedtuple("Reading", "test correction alpha min_n margin summary",
-                                 defaults=("one-sample", "none", ALPHA, MIN_N, MARGIN, "ours"))
+# equivalence margin, Table 4's summary rule, the baseline threshold and the readable reading's
+# thresholds. The defaults are ours; the paper's are Reading(min_n=0, summary="paper").
+Reading = collections.namedtuple(
+    "Reading", "test correction alpha min_n margin summary baseline_dev confidence factor_confident",
+    defaults=("one-sample", "none", ALPHA, MIN_N, MARGIN, "ours", BASELINE_DEV, CONFIDENT, False))
 MNIST_CLASSES = data.MNIST_CLASSES
 DATASETS = data.DATASETS
 CAR_SIZE = data.CAR_SIZE
@@ -114,16 +121,24 @@ def p_value(z):
     return math.nan if not math.isfinite(z) else float(2 * norm.sf(abs(z)))
 
 
-def verdict(z, p, c, rare, alpha=ALPHA, n=None, min_n=0):
+def verdict(z, p, c, rare, alpha=ALPHA, n=None, min_n=0, p_u=None, baseline_dev=None):
     """Section 4's rule: "L" (learned) when p > alpha; "M" (memorised) when p <= alpha and either c = k
     with z > 0 or c != k with z < 0; "?" for any other significant deviation (the paper calls it rare);
     "-" when z is undefined. The Total row (c = None) counts as c != k: D_r has the factor in one class
     only, so memorisation lowers its overall share.
-    Our minimum-count rule comes first: "n" (too few samples) when n = min(n_u, n_r) < min_n. With a
-    handful of samples p > 0.05 is almost certain, and that is no evidence of learning; min_n = 0 is
-    the paper's rule exactly."""
+    Our two rules come first, and neither ever gives L or M:
+    - "n" (too few samples) when n = min(n_u, n_r) < min_n. With a handful of samples p > 0.05 is
+      almost certain, and that is no evidence of learning;
+    - "b" (broken baseline) when |P_u - 0.5| > baseline_dev. Eq. 1 measures P_r against P_u, and the
+      paper's premise is that the D_u model draws the factor in about half of every class (its Tables
+      C.3-C.4). A D_u model that draws a class's factor 10% or 95% of the time is no reference: z then
+      compares the D_r model with a distorted baseline, and an L or M would say more about the D_u
+      model's failure than about the rare factor.
+    min_n = 0 and baseline_dev = None give the paper's rule exactly."""
     if n is not None and n < min_n:
         return "n"
+    if baseline_dev is not None and p_u is not None and math.isfinite(p_u) and abs(p_u - 0.5) > baseline_dev:
+        return "b"
     if not (math.isfinite(z) and math.isfinite(p)):
         return "-"
     if p > alpha:
@@ -167,16 +182,20 @@ def tost(k_r, n_r, k_u, n_u, margin=MARGIN, test="one-sample"):
 
 
 def summary_letter(row, how="ours", alpha=ALPHA, min_n=MIN_N):
-    """One cell of Table 4 under the three readings of the paper's question:
-    ours (default):  the row's verdict, L / M / ? / - / n (too few samples);
+    """One cell of Table 4 under the four readings of the paper's question:
+    ours (default):  the row's verdict, L / M / ? / - / n (too few samples) / b (broken baseline);
     paper:           the paper's binary rule, L when p > alpha, else M (a significant deviation in either
                      direction and an undefined z count as M), and M too below min_n; --min-n 0 gives
                      the paper's Table 4 exactly;
-    equivalence:     L only when TOST shows |P_r - P_u| < margin; M / ? / - / n as ours; "i"
-                     (inconclusive) when neither equivalence nor a difference is shown."""
+    equivalence:     L only when TOST shows |P_r - P_u| < margin; M / ? / - / n / b as ours; "i"
+                     (inconclusive) when neither equivalence nor a difference is shown;
+    readable:        ours, computed on the samples the label oracle reads confidently (verdict_read;
+                     "x" when the result has no such counts)."""
     _choice("summary", how, SUMMARIES)
     if how == "ours":
         return row["verdict"]
+    if how == "readable":
+        return row.get("verdict_read") or "x"
     few = min(row["n_u"], row["n_r"]) < min_n
     if how == "paper":
         return "L" if not few and math.isfinite(row["p_adj"]) and row["p_adj"] > alpha else "M"
@@ -220,18 +239,43 @@ def count_classes(y, f, n_classes):
     return {"n": n.tolist(), "k": k.tolist()}
 
 
+def readable_counts(y, f, p_label, p_factor, n_classes):
+    """Our readable-samples reading: the counts of count_classes kept to the samples that the label oracle
+    reads with p > t, for every t of CONFIDENCE_GRID ("0.9"), and the same also requiring a confident
+    factor oracle, P(f = 1) > 0.9 or < 0.1 ("0.9+f"). p_label [N, C] (y is its argmax), p_factor [N].
+    Kept in result.json, so that a table can ask for any of these thresholds without the samples."""
+    conf = np.asarray(p_label).max(1)
+    sure = np.abs(np.asarray(p_factor) - 0.5) > FACTOR_CONFIDENT - 0.5
+    y, f, out = np.asarray(y), np.asarray(f), {}
+    for t in CONFIDENCE_GRID:
+        for suffix, keep in (("", conf > t), ("+f", (conf > t) & sure)):
+            out[f"{t:g}{suffix}"] = count_classes(y[keep], f[keep], n_classes)
+    return out
+
+
+def counts_of(res, reading):
+    """The counts a reading works on: {"u", "r"} of the readable reading's threshold, or None when the
+    result predates that reading (or the threshold is not in CONFIDENCE_GRID)."""
+    key = f"{reading.confidence:g}" + ("+f" if reading.factor_confident else "")
+    got = res.get("readable", {})
+    return {w: got[w][key] for w in ("u", "r")} if all(key in got.get(w, {}) for w in ("u", "r")) else None
+
+
 def rows_from_counts(counts, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N,
-                     margin=MARGIN):
+                     margin=MARGIN, baseline_dev=BASELINE_DEV):
     """The z-table from per-class counts {"u": {"n", "k"}, "r": {"n", "k"}}: one row per class plus
     Total, each with n, k, P for D_u and D_r, z, p, p_adj (corrected over the class rows; Total keeps its
-    own p), Cohen's h, the verdict (taken on p_adj; "n" below min_n samples), the TOST p-value p_eq
-    and the equivalence reading eq (summary_letter)."""
+    own p), Cohen's h, the verdict (taken on p_adj; "n" below min_n samples, "b" where |P_u - 0.5| >
+    baseline_dev; None switches that rule off), the TOST p-value p_eq and the equivalence reading eq
+    (summary_letter)."""
     _choice("test", test, TESTS)
     if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 0:
         raise ValueError(f"min_n must be an integer >= 0, got {min_n!r}")
     _choice("correction", correction, CORRECTIONS)
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if baseline_dev is not None and not (isinstance(baseline_dev, (int, float)) and 0 < baseline_dev <= 0.5):
+        raise ValueError(f"baseline_dev must be in (0, 0.5] or None, got {baseline_dev!r}")
     C = len(classes)
     if isinstance(rare, bool) or not isinstance(rare, (int, np.integer)) or not 0 <= rare < C:
         raise ValueError(f"rare class must be an integer in 0..{C - 1}, got {rare!r}")
@@ -259,31 +303,43 @@ def rows_from_counts(counts, rare, classes, test="one-sample", correction="none"
     for r, pa in zip(rows, list(adj) + [rows[-1]["p"]]):
         r["p_adj"] = float(pa)
         r["verdict"] = verdict(r["z"], r["p_adj"], None if r["class"] == "Total" else r["class"], rare, alpha,
-                               n=min(r["n_u"], r["n_r"]), min_n=min_n)
+                               n=min(r["n_u"], r["n_r"]), min_n=min_n, p_u=r["P_u"], baseline_dev=baseline_dev)
         r["eq"] = summary_letter(r, "equivalence", alpha, min_n)
     return rows
 
 
-def z_table(y_u, f_u, y_r, f_r, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N):
+def z_table(y_u, f_u, y_r, f_r, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N,
+            baseline_dev=BASELINE_DEV):
     """Per-class rows plus a Total row (see rows_from_counts) from the oracle labels y and factors f of
     the samples of the D_u model (y_u, f_u) and of the D_r model (y_r, f_r)."""
     C = len(classes)
     counts = {"u": count_classes(y_u, f_u, C), "r": count_classes(y_r, f_r, C)}
-    return rows_from_counts(counts, rare, classes, test, correction, alpha, min_n)
+    return rows_from_counts(counts, rare, classes, test, correction, alpha, min_n, baseline_dev=baseline_dev)
 
 
 def _fmt(v, spec=".2f"):
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
-def format_rows(rows, title=""):
-    """A z-table as aligned text (the per-model view of Tables 1-3), with the TOST p-value and the
-    equivalence reading beside the verdict."""
+def format_rows(rows, title="", confidence=CONFIDENT):
+    """A z-table as aligned text (the per-model view of Tables 1-3): all samples (the paper's reading and
+    ours, with the TOST p-value and the equivalence reading), then, when the rows carry it, the readable
+    reading on the samples the label oracle reads with p > confidence."""
+    read = "verdict_read" in rows[0]
     head = ["class", "n_u", "P_u", "n_r", "P_r", "z", "p", "h", "verdict", "p_eq", "eq"]
-    body = [[str(r["name"]), str(r["n_u"]), _fmt(r["P_u"], ".3f"), str(r["n_r"]), _fmt(r["P_r"], ".3f"),
-             _fmt(r["z"]), _fmt(r["p_adj"], ".3g"), _fmt(r["h"]), r["verdict"], _fmt(r.get("p_eq"), ".3g"),
-             r.get("eq", "")] for r in rows]
-    return (title + "\n" if title else "") + data.text_grid(head, body)
+    head += ["|", "n_u'", "P_u'", "n_r'", "P_r'", "z'", "p'", "read"] if read else []
+    body = []
+    for r in rows:
+        line = [str(r["name"]), str(r["n_u"]), _fmt(r["P_u"], ".3f"), str(r["n_r"]), _fmt(r["P_r"], ".3f"),
+                _fmt(r["z"]), _fmt(r["p_adj"], ".3g"), _fmt(r["h"]), r["verdict"], _fmt(r.get("p_eq"), ".3g"),
+                r.get("eq", "")]
+        if read:
+            line += ["|", str(r["n_u_read"]), _fmt(r["P_u_read"], ".3f"), str(r["n_r_read"]),
+                     _fmt(r["P_r_read"], ".3f"), _fmt(r["z_read"]), _fmt(r["p_adj_read"], ".3g"), r["verdict_read"]]
+        body.append(line)
+    legend = (f"\nleft: all samples; right ('): the readable reading, samples the label oracle reads with "
+              f"p > {confidence:g}" if read else "")
+    return (title + "\n" if title else "") + data.text_grid(head, body) + legend
 
 
 # --------------------------------------------------------------------------- sample quality
@@ -291,23 +347,76 @@ def format_rows(rows, title=""):
 # in a class almost at random, diluting the rare class and leaking the factor into the others. So every
 # run reports how readable its samples are, and whether the D_u model is the balanced baseline that
 # eq. 1 assumes (the paper's Tables C.3 and C.4: P_u near 0.5 in every class).
-CONFIDENT = 0.9                 # a sample "reads as" its class when the label oracle gives it p > 0.9
 COLLAPSE = (0.2, 2.5)           # a class holding under 0.2x or over 2.5x its uniform share (2% / 25% of
                                 # MNIST samples) signals mode collapse
-BASELINE_DEV = 0.25             # |P_u - 0.5| > 0.25: the D_u model is not balanced in that class
 
 
-def quality(p_label, counts, classes, min_n=MIN_N):
+FD_N = 5000                     # Fréchet distance: at most this many samples against as many real digits
+
+
+def gaussian_stats(feats):
+    """Mean and covariance (ddof 1) of features [N, d], in float64."""
+    feats = np.asarray(feats, dtype=np.float64)
+    return feats.mean(0), np.cov(feats, rowvar=False)
+
+
+def frechet_distance(mu1, cov1, mu2, cov2):
+    """The Fréchet (2-Wasserstein) distance between N(mu1, cov1) and N(mu2, cov2), squared (Dowson &
+    Landau 1982), which is FID when the features are Inception's (Heusel et al. 2017, eq. 6):
+        |mu1 - mu2|^2 + tr(cov1) + tr(cov2) - 2 tr((cov1^1/2 cov2 cov1^1/2)^1/2).
+    (cov1 cov2)^1/2 of the usual formula has the same trace as the symmetric matrix above, whose square
+    root comes from a symmetric eigendecomposition: real, and stable where scipy's sqrtm of a non-symmetric
+    product can return complex noise. Tiny negative eigenvalues (rounding) are clipped to 0."""
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+    cov1, cov2 = np.atleast_2d(np.asarray(cov1, dtype=np.float64)), np.atleast_2d(np.asarray(cov2, dtype=np.float64))
+    if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != mu1.shape * 2:
+        raise ValueError(f"Fréchet distance needs means [d] and covariances [d, d] of one d, got "
+                         f"{mu1.shape}, {cov1.shape}, {mu2.shape}, {cov2.shape}")
+    w, v = np.linalg.eigh((cov1 + cov1.T) / 2)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T                  # cov1^1/2
+    inner = root1 @ cov2 @ root1
+    tr_root = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * tr_root)
+
+
+def frechet_report(feats, real_feats, seed=0):
+    """The Fréchet distance of a model's samples to real held-out digits, with its floor. feats: {"u", "r"}
+    -> label-oracle features of the samples; real_feats: the same for real digits distributed as D_u and
+    D_r. The real digits are split into halves A and B; the samples' FD is taken to A, the floor is B's FD
+    to A, on as many digits as samples (at most FD_N), so that both carry the same small-sample bias: a
+    run can come near its floor, never under it in expectation."""
+    out = {}
+    for w in feats:
+        real = np.random.default_rng([seed, 5]).permutation(len(real_feats[w]))
+        a, b = real[: len(real) // 2], real[len(real) // 2:]
+        n = min(len(feats[w]), len(b), FD_N)
+        stats_a = gaussian_stats(real_feats[w][a[:FD_N]])
+        out[w] = frechet_distance(*gaussian_stats(feats[w][:n]), *stats_a)
+        out[f"floor_{w}"] = frechet_distance(*gaussian_stats(real_feats[w][b[:n]]), *stats_a)
+        out[f"n_{w}"] = int(n)
+    return out
+
+
+def quality(p_label, counts, classes, min_n=MIN_N, factors=None, fd=None, real=None, soft=None):
     """The sample-quality report of one run. p_label: {"u", "r"} -> label-oracle probabilities [M, C];
-    counts: as count_classes gives them. Per model: the confident fraction, the class histogram and the
-    smallest and largest class share; then the warnings: D_u classes with n_u < min_n or
-    |P_u - 0.5| > 0.25, and classes holding under 2% or over 25% of either model's samples."""
+    counts: as count_classes gives them; factors: {"u", "r"} -> the factor oracle's calls [M] (for the
+    readable filter's share per factor value); fd: frechet_report's; real: {"confident_f0",
+    "confident_f1"}, the label oracle's confident share on real held-out digits without and with the
+    factor; soft: softness_report's. Per model: the confident fraction (overall and per factor value),
+    the class histogram and the smallest and largest class share; then the warnings: D_u classes with
+    n_u < min_n or |P_u - 0.5| > BASELINE_DEV, classes holding under 2% or over 25% of either model's
+    samples, and samples softer than the factor oracle can read."""
     C, out, warnings = len(classes), {}, []
     for w in ("u", "r"):
         n = np.asarray(counts[w]["n"])
         share = n / max(1, n.sum())
-        out[w] = {"confident": float((np.asarray(p_label[w]).max(1) > CONFIDENT).mean()),
-                  "histogram": n.tolist(), "share_min": float(share.min()), "share_max": float(share.max())}
+        sure = np.asarray(p_label[w]).max(1) > CONFIDENT
+        out[w] = {"confident": float(sure.mean()), "histogram": n.tolist(), "share_min": float(share.min()),
+                  "share_max": float(share.max())}
+        if factors is not None:     # the readable filter may keep one factor value more readily
+            fw = np.asarray(factors[w])
+            out[w].update({f"confident_f{v}": float(sure[fw == v].mean()) if (fw == v).any() else math.nan
+                           for v in (0, 1)})
         low, high = (f * 1 / C for f in COLLAPSE)
         bad = [f"{classes[c]} {share[c]:.1%}" for c in range(C) if not low <= share[c] <= high]
         if bad:
@@ -320,26 +429,88 @@ def quality(p_label, counts, classes, min_n=MIN_N):
     if few or off:
         warnings.append("D_u baseline: P_u ~ 0.5 (the premise of eq. 1) is not met for classes "
                         + ", ".join(few + off))
-    return {**out, "threshold": CONFIDENT, "warnings": warnings}
+    if soft:
+        limit = -1.0 if soft["limit"] is None else soft["limit"]
+        hard = [f"D_{w} (like real digits blurred at sigma {_sigma(soft[f'sigma_{w}'])})" for w in ("u", "r")
+                if soft[f"sigma_{w}"] > limit]
+        if hard:
+            warnings.append("samples softer than the factor oracle can read: " + ", ".join(hard) + "; it holds "
+                            + ("at no blur" if soft["limit"] is None else f"up to sigma {soft['limit']:g}")
+                            + ", so P_u and P_r may measure sharpness")
+    return {**out, "threshold": CONFIDENT, "fd": fd, "real": real, "soft": soft, "warnings": warnings}
+
+
+def _sigma(v):
+    return "> 2" if v is None or not math.isfinite(v) else f"{v:.2f}"    # inf is null in result.json
 
 
 def format_quality(q, classes):
-    """The report as text: one line per model, then one WARNING line per warning."""
+    """The report as text: one line per model, the real digits' line, the Fréchet distances, then one
+    WARNING line per warning."""
     lines = [f"sample quality: label oracle p > {q['threshold']:g} on"]
     for w in ("u", "r"):
-        n = q[w]["histogram"]
-        lines.append(f"  D_{w}: {q[w]['confident']:.1%} of the samples; per class "
+        n, by_f = q[w]["histogram"], ""
+        if "confident_f1" in q[w]:
+            by_f = f" (called f=1: {_pct(q[w]['confident_f1'])}, f=0: {_pct(q[w]['confident_f0'])})"
+        lines.append(f"  D_{w}: {q[w]['confident']:.1%} of the samples{by_f}; per class "
                      + " ".join(f"{c}:{k}" for c, k in zip(classes, n))
                      + f" (share {q[w]['share_min']:.1%}-{q[w]['share_max']:.1%})")
+    if q.get("real"):
+        lines.append(f"  real held-out digits: {_pct(q['real']['confident_f1'])} with the factor, "
+                     f"{_pct(q['real']['confident_f0'])} without")
+    if q.get("soft"):
+        sf = q["soft"]
+        lines.append(f"  softness: D_u like real digits blurred at sigma {_sigma(sf['sigma_u'])}, D_r at "
+                     f"{_sigma(sf['sigma_r'])}; the factor oracle holds up to "
+                     + ("no blur" if sf["limit"] is None else f"sigma {sf['limit']:g}"))
+    if q.get("fd"):
+        fd = q["fd"]
+        lines.append(f"Fréchet distance to real held-out digits in the label oracle's features "
+                     f"(real-vs-real floor): D_u {fd['u']:.2f} (floor {fd['floor_u']:.2f}, {fd['n_u']} "
+                     f"samples), D_r {fd['r']:.2f} (floor {fd['floor_r']:.2f}, {fd['n_r']} samples)")
     return "\n".join(lines + [f"WARNING: {x}" for x in q["warnings"]])
 
 
+def _pct(v):
+    return "-" if v is None or not math.isfinite(v) else f"{v:.1%}"     # NaN is null in result.json
+
+
+def equivalent_blur(soft, profile):
+    """The blur sigma at which real digits look as soft as `soft` (oracles.softness's median), read off
+    the oracle checkpoint's curve {sigma: {"softness"}} by linear interpolation; inf beyond its end."""
+    sig = np.array(sorted(float(k) for k in profile))
+    curve = np.maximum.accumulate([profile[f"{v:g}"]["softness"] for v in sig])
+    return math.inf if soft > curve[-1] else float(np.interp(soft, curve, sig))
+
+
+def softness_report(samples, orc):
+    """How soft the samples {"u", "r"} look, as a blur sigma of real digits (equivalent_blur), against the
+    largest blur at which the factor oracle still reads its factor (the checkpoint's blur_limit). None
+    when the oracles carry no blur profile (test fakes)."""
+    if not orc.get("blur"):
+        return None
+    out = {"limit": orc.get("blur_limit")}
+    for w in ("u", "r"):
+        out[f"softness_{w}"] = float(np.median(oracles.softness(samples[w])))
+        out[f"sigma_{w}"] = equivalent_blur(out[f"softness_{w}"], orc["blur"])
+    return out
+
+
 # --------------------------------------------------------------------------- tables (Tables 1-4)
+READ_KEYS = ("n_u", "k_u", "P_u", "n_r", "k_r", "P_r", "z", "p_adj", "verdict")   # the readable reading's
+
+
 def _rows(res, reading=Reading()):
-    """A result's z-table, recomputed from its counts so that any reading applies."""
+    """A result's z-table, recomputed from its counts so that any reading applies; each row also carries
+    the readable reading (n_u_read ... verdict_read) when the result holds its counts."""
     r = reading
-    return rows_from_counts(res["counts"], res["rare"], res["classes"], r.test, r.correction, r.alpha, r.min_n,
-                            r.margin)
+    opts = (res["rare"], res["classes"], r.test, r.correction, r.alpha, r.min_n, r.margin, r.baseline_dev)
+    rows = rows_from_counts(res["counts"], *opts)
+    read = counts_of(res, r)
+    if read is not None:
+        for row, rd in zip(rows, rows_from_counts(read, *opts)):
+            row.update({f"{k}_read": rd[k] for k in READ_KEYS})
+    return rows
 
 
 def load_results(paths):
@@ -385,17 +556,19 @@ def aggregate(results, reading=Reading()):
             print(f"warning: {res['file']} repeats seed {res['seed']} of {key}; ignored", file=sys.stderr)
             continue
         seeds[res["seed"]] = _rows(res, reading)
+    sfx = "_read" if reading.summary == "readable" else ""    # z and counts of the readable reading
     agg = {}
     for key, seeds in cells.items():
         per = [seeds[s] for s in sorted(seeds)]
         rows = []
         for i, row in enumerate(per[0]):
-            z = np.array([r[i]["z"] for r in per], dtype=float)
+            z = np.array([r[i].get("z" + sfx, math.nan) for r in per], dtype=float)
             z = z[np.isfinite(z)]
             v = "".join(summary_letter(r[i], reading.summary, reading.alpha, reading.min_n) for r in per)
             rows.append({"name": row["name"], "z_mean": float(z.mean()) if len(z) else math.nan,
                          "z_sd": float(z.std(ddof=1)) if len(z) > 1 else math.nan, "verdicts": v,
-                         "n_L": v.count("L"), **{k: [r[i][k] for r in per] for k in ("k_u", "n_u", "k_r", "n_r")}})
+                         "n_L": v.count("L"),
+                         **{k: [r[i].get(k + sfx, 0) for r in per] for k in ("k_u", "n_u", "k_r", "n_r")}})
         agg[key] = {"seeds": sorted(seeds), "rows": rows}
     return agg
 
@@ -420,7 +593,9 @@ NOTE_Z = "bold / *: the RGF is learned (L: p > 0.05 with at least min-n samples,
          "(n): too few samples (n_u or n_r below min-n), never L; -: z undefined (P_u of 0 or 1, or n = 0)"
 LETTERS = {"L": "learned", "M": "memorised", "?": "significant in the other direction", "-": "z undefined",
            "n": "too few samples (n_u or n_r below min-n; never counted as L)",
-           "i": "inconclusive (neither shown equivalent nor shown to differ)"}
+           "b": "broken baseline (|P_u - 0.5| above the baseline threshold; never L or M)",
+           "i": "inconclusive (neither shown equivalent nor shown to differ)",
+           "x": "no readable counts in the result (made before that reading existed)"}
 
 
 def _table_z(agg, group, how):
@@ -453,7 +628,7 @@ def _table4(agg, groups, how):
                 cols.append([[c["rows"][i]["verdicts"] if c else "n/a" for c in cells] for i in range(11)])
     body = [[[(n, False)]] + [[(v, False) for v in col[i]] for col in cols]
             for i, n in enumerate(MNIST_CLASSES + ("all",))]
-    for sym in ("L", "?", "-", "n", "i"):
+    for sym in ("L", "?", "-", "n", "b", "i", "x"):
         counts = [[sum(col[i][m].count(sym) for i in range(11)) for m in range(len(col[0]))] for col in cols]
         if sym == "L" or any(map(any, counts)):
             body.append([[("Count" if sym == "L" else f"Count {sym}", False)]]
@@ -516,7 +691,10 @@ def tables(agg, reading=Reading()):
     r = reading
     how = ("" if r.test == "one-sample" else f", {r.test} test") + \
         ("" if r.correction == "none" else f", {r.correction} correction") + \
-        ("" if r.summary == "ours" else f", {r.summary} summary") + ("" if r.min_n == MIN_N else f", min-n {r.min_n}")
+        ("" if r.summary == "ours" else f", {r.summary} summary") + ("" if r.min_n == MIN_N else f", min-n {r.min_n}") + \
+        ("" if r.summary != "readable" else f" (label p > {r.confidence:g}" + (
+            f", factor p > {FACTOR_CONFIDENT:g}" if r.factor_confident else "") + ")") + \
+        ("" if r.baseline_dev == BASELINE_DEV else f", baseline threshold {r.baseline_dev:g}")
     groups = _groups(agg, "mnist")
     out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
     out += [_table_p(agg, g) for g in groups]
@@ -562,10 +740,208 @@ def export(results, tabs, agg, out_dir, reading=Reading()):
              "csv").splitlines()[1] for c in r] for r in t["rows"]]} for t in tabs]
     data.save_json({**reading._asdict(), "tables": plain, "cells": cells}, os.path.join(out_dir, "tables.json"))
     keys = ["model", "dataset", "factor", "rare", "p_in", "p_out", "seed", "class", "n_u", "k_u", "P_u",
-            "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "p_eq", "eq", "file"]
+            "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "p_eq", "eq"] + \
+        [f"{k}_read" for k in READ_KEYS] + ["file"]
     rows = [data.json_safe({k: {**res, **r}.get(k, "") for k in keys}) for res in results for r in _rows(res, reading)]
     data.save_csv(rows, os.path.join(out_dir, "rows.csv"))
     print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")
+
+
+# --------------------------------------------------------------------------- the paper's tables, side by side
+LETTER_COLOURS = {"L": "#4daf4a", "M": "#e41a1c", "n": "#cccccc", "b": "#ff9f1c", "?": "#984ea3", "-": "#666666",
+                  "i": "#ffe066", "x": "#ffffff"}
+
+
+def load_paper(path):
+    """The paper's Tables 1, 2 and 4 entered as data (results/paper/paper-cells.csv): {(rare, factor, digit,
+    model): {"z": float or nan, "bold": bool, "letter": "L" or "M"}}, digit "0".."9" or "Total"."""
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as e:
+        raise ValueError(f"cannot read the paper's cells {path}: {e}") from None
+    return {(int(r["rare"]), r["factor"], r["digit"], r["model"]):
+            {"z": float(r["z"]) if r["z"] else math.nan, "bold": r["z_bold"] == "1", "letter": r["letter"]}
+            for r in rows}
+
+
+def _our_letter(agg, rare, factor, digit, model):
+    """Seed 0's letter of a cell (the paper's tables are one run per cell), or None when not run."""
+    cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+    if not cell or 0 not in cell["seeds"]:
+        return None
+    i = 10 if digit == "Total" else int(digit)
+    return cell["rows"][i]["verdicts"][cell["seeds"].index(0)]
+
+
+def agreement(aggs, paper):
+    """Per model and factor, for every reading in aggs ({reading name: aggregate()}): how many of the
+    paper's Table 4 cells (both rare digits, 10 digits and 'all') we ran, how many get the paper's letter,
+    and how many we decide at all (L or M). Rows [model, factor, cells, then matches/decided per reading]."""
+    rows = []
+    for model in MODEL_ORDER:
+        for factor in data.FACTORS:
+            keys = [k for k in paper if k[1] == factor and k[3] == model]
+            line, ran = [model, factor], None
+            for name, agg in aggs.items():
+                ours = [(_our_letter(agg, k[0], factor, k[2], model), paper[k]["letter"]) for k in keys]
+                ours = [(o, p) for o, p in ours if o is not None]
+                ran = len(ours)
+                match, decided = sum(o == p for o, p in ours), sum(o in "LM" for o, _ in ours)
+                line.append(f"{match}/{ran} ({match / ran:.0%}); decided {decided}" if ran else "-")
+            if ran:
+                rows.append(line[:2] + [str(ran)] + line[2:])
+    return rows
+
+
+def side_by_side(agg, paper, rare, factor):
+    """Our Table 1 (rare 1) or 2 (rare 2) column of a factor next to the paper's: rows [digit, then per
+    model 'ours (letter) | paper (letter)']."""
+    body = []
+    for digit in MNIST_CLASSES + ("Total",):
+        line = [digit]
+        for model in MODEL_ORDER:
+            cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+            i = 10 if digit == "Total" else int(digit)
+            ours = "n/a" if not cell else f"{_fmt(cell['rows'][i]['z_mean'])} ({cell['rows'][i]['verdicts']})"
+            p = paper[(rare, factor, digit, model)]
+            line.append(f"{ours} | {_fmt(p['z'])} ({p['letter']})")
+        body.append(line)
+    return body
+
+
+def compare(results, paper, reading, out_dir=None):
+    """Print (and write to out_dir as compare.md) our Table 4's agreement with the paper's under the four
+    readings, and our Tables 1-2 beside the paper's, factor by factor."""
+    aggs = {name: aggregate(results, reading._replace(summary=name, **({"min_n": 0} if name == "paper" else {})))
+            for name in SUMMARIES}
+    head = ["model", "factor", "cells"] + [f"{n}: same letter as the paper" for n in SUMMARIES]
+    rows = agreement(aggs, paper)
+    text = ["### Agreement with the paper's Table 4 (seed 0)", "", "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+    print("\nAgreement with the paper's Table 4 (seed 0)\n" + data.text_grid(head, rows))
+    agg = aggs[reading.summary]
+    for k in (1, 2):
+        for f in data.FACTORS:
+            if not any(key[1:3] == (f, k) for key in agg):
+                continue
+            body = side_by_side(agg, paper, k, f)
+            title = f"Table {k}, {f}: our z (letters, {reading.summary} reading) | the paper's z (letter)"
+            text += ["", f"### {title}", "", "| digit | " + " | ".join(MODEL_ORDER) + " |", "|---" * 5 + "|"]
+            text += ["| " + " | ".join(r) + " |" for r in body]
+    if out_dir:
+        data.save_text("\n".join(text) + "\n", os.path.join(out_dir, "compare.md"))
+        print(f"wrote {os.path.join(out_dir, 'compare.md')}")
+
+
+# --------------------------------------------------------------------------- figures
+def plot_disc_loss(res, path):
+    """Figure 3 from a GAN result (its "disc_loss": {"u", "r"} -> rows [epoch, factor, loss, sd] of the rare
+    class): D's loss w.r.t. the "real" label on the validation digits of the rare class, solid with the
+    factor and dashed without, for the models trained on D_u and D_r; the log 2 boundary (logit 0); the
+    SD phase shaded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for w, colour in (("u", "tab:blue"), ("r", "tab:red")):
+        for v, style, what in ((1, "-", "with"), (0, "--", "without")):
+            pts = sorted((e, loss) for e, f, loss, _ in res["disc_loss"][w] if f == v)
+            if pts:
+                ax.plot(*zip(*pts), style, color=colour, label=f"D_{w}, {what} the factor")
+    ax.axhline(math.log(2), color="green", ls=":", label="log 2 (logit 0)")
+    if res.get("sd_epochs"):
+        ax.axvspan(0.5, res["sd_epochs"] + 0.5, color="grey", alpha=0.15,
+                   label=f"SD phase (lambda {res['config']['sd_lambda']:g})")
+    ax.set(xlabel="epoch", ylabel='D loss w.r.t. the "real" label (validation)', title=_title(res))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    data.atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_table4(agg, paper, path, title):
+    """A heat map of Table 4: one square per (rare digit, factor, model) column and digit row, the paper's
+    letters above ours (seed 0), coloured by letter (LETTER_COLOURS); white: not run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = [(k, f, m) for k in (1, 2) for f in data.FACTORS for m in MODEL_ORDER]
+    digits = MNIST_CLASSES + ("Total",)
+    fig, axes = plt.subplots(2, 1, figsize=(11, 5.6))
+    for ax, who in zip(axes, ("the paper", "ours")):
+        for j, (k, f, m) in enumerate(cols):
+            for i, d in enumerate(digits):
+                letter = paper[(k, f, d, m)]["letter"] if who == "the paper" else _our_letter(agg, k, f, d, m)
+                ax.add_patch(plt.Rectangle((j, i), 0.95, 0.95, color=LETTER_COLOURS.get(letter or "x", "#ffffff"),
+                                           ec="#999999" if letter is None else None, lw=0.3))
+                if letter and letter not in "LM":
+                    ax.text(j + 0.47, i + 0.5, letter, ha="center", va="center", fontsize=6)
+        ax.set(xlim=(0, len(cols)), ylim=(len(digits), 0), title=f"Table 4, {who}")
+        ax.set_yticks([i + 0.5 for i in range(len(digits))], ["all" if d == "Total" else d for d in digits], fontsize=7)
+        ax.set_xticks([j * 4 + 2 for j in range(10)], [f"{f} (k={k})" for k in (1, 2) for f in data.FACTORS], fontsize=7)
+        for j in range(1, 10):
+            ax.axvline(j * 4 - 0.025, color="black", lw=0.8)
+        ax.tick_params(length=0)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in LETTER_COLOURS.values()]
+    short = {"L": "learned", "M": "memorised", "n": "too few samples", "b": "broken baseline", "?": "other direction",
+             "-": "z undefined", "i": "inconclusive", "x": "no readable counts"}
+    fig.legend(handles + [plt.Rectangle((0, 0), 1, 1, fc="white", ec="#999999")],
+               [f"{k}: {short[k]}" for k in LETTER_COLOURS] + ["not run"], loc="lower center", ncol=9, fontsize=7,
+               frameon=False)
+    fig.suptitle(f"{title}; each group of 4 columns: {' / '.join(MODEL_ORDER)}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    data.atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=80))
+    plt.close(fig)
+
+
+def plot_samples(runs_dir, models, factor, rare, seed, path, n=8):
+    """A Figure-2-like grid: the first n x n D_r samples of each model (samples.npz under runs_dir, which
+    is never committed), one panel per model. Returns the models drawn."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    found = [(m, os.path.join(runs_dir, run, f"{factor}-rare{rare}-seed{seed}", "samples.npz")) for m, run in models]
+    found = [(m, p) for m, p in found if os.path.exists(p)]
+    if not found:
+        return []
+    fig, axes = plt.subplots(1, len(found), figsize=(2.6 * len(found), 2.9), squeeze=False)
+    for ax, (m, p) in zip(axes[0], found):
+        with np.load(p) as z:
+            x = z["x"][: n * n]
+        grid = x.reshape(n, n, 3, 28, 28).transpose(0, 3, 1, 4, 2).reshape(n * 28, n * 28, 3)
+        ax.imshow(grid, interpolation="nearest")
+        ax.set_title(m, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"D_r samples, {factor}, rare digit {rare}, seed {seed}", fontsize=9)
+    fig.tight_layout()
+    data.atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
+    plt.close(fig)
+    return [m for m, _ in found]
+
+
+def figures(results, out_dir, paper=None, runs_dir=None, reading=Reading()):
+    """The study's figures from its result files: Figure 3 of the GAN and the GAN-SD (colour, rare 1, seed
+    0), the Table 4 heat map beside the paper's (with `paper`), and, when `runs_dir` holds the samples,
+    a Figure-2-like grid of D_r samples per model. Returns the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for res in results:
+        if res["model"] in ("GAN", "GAN-SD") and res.get("disc_loss") and (res["factor"], res["rare"], res["seed"],
+                                                                            res["dataset"]) == ("colour", 1, 0, "mnist"):
+            path = os.path.join(out_dir, f"figure3-{res['run_name']}-colour-rare1.png")
+            plot_disc_loss(res, path)
+            written.append(path)
+    if paper is not None:
+        path = os.path.join(out_dir, f"table4-{reading.summary}.png")
+        plot_table4(aggregate(results, reading), paper, path, f"Table 4 under the {reading.summary} reading")
+        written.append(path)
+    if runs_dir:
+        path = os.path.join(out_dir, "samples-colour-rare1.png")
+        models = [("VAE", "vae"), ("GAN", "gan"), ("GAN-SD", "gan-sd"), ("DM", "ddpm")]
+        if plot_samples(runs_dir, models, "colour", 1, 0, path):
+            written.append(path)
+    return written
 
 
 # --------------------------------------------------------------------------- audit: any generator's samples
@@ -585,24 +961,60 @@ def load_samples(path, shape):
     return z
 
 
+def real_references(dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None, data_seed=0):
+    """Real held-out images distributed as D_u and as D_r: {"u": (x, y, f), "r": (x, y, f)}. MNIST: every
+    test digit once (data.reference_digits); cars: the test images, and for D_r the white Volkswagens and
+    black Toyotas among them."""
+    if dataset == "cars":
+        x, y, f = data.make_cars_dataset(data.data_root(root), split="test", size=CAR_SIZE, seed=data_seed)
+        keep = f == (y == 0)
+        return {"u": (x, y, f), "r": (x[keep], y[keep], f[keep])}
+    return {w: data.reference_digits(factor, w, rare, p_in, p_out, data_seed, root, cache_dir) for w in ("u", "r")}
+
+
+def label_samples(orc, samples, dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None,
+                  data_seed=0, min_n=MIN_N):
+    """Section 4, step 4, for the samples {"u": uint8 [M,3,H,W], "r": ...} of the models trained on D_u
+    and D_r: the oracles label every sample. Returns (counts, readable, quality): the per-class counts of
+    all samples (eq. 1's input), those of the readable reading at every threshold (readable_counts), and
+    the sample-quality report, with the Fréchet distance to real held-out images and the label oracle's
+    confident share on real images with and without the factor."""
+    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
+    calls = {w: oracles.classify(orc, samples[w]) for w in ("u", "r")}
+    probs = {w: oracles.predict_proba(orc, samples[w]) for w in ("u", "r")}
+    counts = {w: count_classes(*calls[w], len(classes)) for w in ("u", "r")}
+    readable = {w: readable_counts(*calls[w], *probs[w], len(classes)) for w in ("u", "r")}
+    refs = real_references(dataset, factor, rare, p_in, p_out, root, cache_dir, data_seed)
+    fd = frechet_report({w: oracles.features(orc, samples[w][:FD_N]) for w in ("u", "r")},
+                        {w: oracles.features(orc, refs[w][0]) for w in ("u", "r")})
+    sure, f_real = oracles.predict_proba(orc, refs["u"][0])[0].max(1) > CONFIDENT, refs["u"][2]
+    real = {f"confident_f{v}": float(sure[f_real == v].mean()) for v in (0, 1)}
+    q = quality({w: probs[w][0] for w in ("u", "r")}, counts, classes, min_n,
+                factors={w: calls[w][1] for w in ("u", "r")}, fd=fd, real=real, soft=softness_report(samples, orc))
+    return counts, readable, q
+
+
 def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=None, cache_dir=None,
-          device="auto", data_seed=0, smoke=False, min_n=MIN_N):
+          device="auto", data_seed=0, smoke=False, min_n=MIN_N, recipe="robust"):
     """Evaluate any generator: its samples from the D_u model (file u) and the D_r model (file r) are
     classified by the oracles and compared with eq. 1. Returns a result dict (render it like ours)."""
     shape = (3, CAR_SIZE, CAR_SIZE) if dataset == "cars" else (3, 28, 28)
     su, sr = load_samples(u, shape), load_samples(r, shape)
     dev = data.pick_device(device)
     orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=dev, data_seed=data_seed,
-                               smoke=smoke)
+                               smoke=smoke, recipe_name=recipe)
     classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
-    counts = {w: count_classes(*oracles.classify(orc, s), len(classes)) for w, s in (("u", su), ("r", sr))}
-    return {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
-            "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": len(sr),
-            "classes": list(classes), "counts": counts, "min_n": min_n,
-            "rows": rows_from_counts(counts, rare, classes, min_n=min_n),
-            "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
-            "dirs": {"u": u, "r": r}, "device": str(dev),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    counts, readable, q = label_samples(orc, {"u": su, "r": sr}, dataset, factor, rare, root=root,
+                                        cache_dir=cache_dir, data_seed=data_seed, min_n=min_n)
+    res = {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
+           "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": len(sr),
+           "classes": list(classes), "counts": counts, "readable": readable, "min_n": min_n,
+           "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
+           "oracle_recipe": recipe,
+           "quality": q, "dirs": {"u": u, "r": r}, "device": str(dev),
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    res["rows"] = _rows(res, Reading(min_n=min_n))
+    return res
 
 
 # --------------------------------------------------------------------------- evaluation of a model script's run
@@ -616,6 +1028,8 @@ def finished_result(dirs, args, eval_keys=()):
         return None
     with open(path) as fh:
         res = json.load(fh)
+    if res.get("oracle_recipe", "paper") != args.oracles:     # other oracles: label the samples again
+        return None
     data.check_identity(path, res["identity"], json.loads(data.sample_key(args, "r", eval_keys)))
     print(f"{path} exists: cell already done (use --force to redo it)")
     print(format_rows(_rows(res, Reading(min_n=args.min_n)), _title(res)))
@@ -647,15 +1061,14 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
     times = {f"{k}_{w}": v for w in ("u", "r") for k, v in runs[w][2].items()}
     t0 = time.time()
     orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
-                               device=device, data_seed=args.data_seed, smoke=args.smoke)
+                               device=device, data_seed=args.data_seed, smoke=args.smoke, recipe_name=args.oracles)
     times["oracles"] = time.time() - t0
     t0 = time.time()
-    (y_u, f_u), (y_r, f_r) = oracles.classify(orc, runs["u"][0]), oracles.classify(orc, runs["r"][0])
-    p_label = {w: oracles.predict_proba(orc, runs[w][0])[0] for w in ("u", "r")}
+    counts, readable, q = label_samples(orc, {w: runs[w][0] for w in ("u", "r")}, args.dataset, args.factor,
+                                        args.rare, args.p_in, args.p_out, args.data_root, args.cache_dir,
+                                        args.data_seed, args.min_n)
     times["classify"] = time.time() - t0
     classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
-    counts = {"u": count_classes(y_u, f_u, len(classes)), "r": count_classes(y_r, f_r, len(classes))}
-    rows = rows_from_counts(counts, args.rare, classes, min_n=args.min_n)
     below = {k: v for k, v in orc["acc"].items() if v < orc["target"]}
     if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
         print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
@@ -664,14 +1077,15 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
     res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
            "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
            "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
-           "test": "one-sample", "correction": "none", "min_n": args.min_n, "margin": MARGIN, "rows": rows,
-           "oracle_acc": orc["acc"],
+           "readable": readable, "test": "one-sample", "correction": "none", "min_n": args.min_n,
+           "margin": MARGIN, "baseline_dev": BASELINE_DEV, "confidence": CONFIDENT,
+           "oracle_acc": orc["acc"], "oracle_recipe": args.oracles,
            "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
            "timings": times, "dirs": dirs, "history": hist, "config": vars(args),
            "identity": json.loads(data.sample_key(args, "r", eval_keys)), "torch": torch.__version__,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    res["quality"] = quality(p_label, counts, classes, args.min_n)
-    print(format_rows(rows, _title(res)))
+    res["quality"], res["rows"] = q, _rows(res, Reading(min_n=args.min_n))
+    print(format_rows(res["rows"], _title(res)))
     print(format_quality(res["quality"], classes))
     data.save_json(res, os.path.join(dirs["r"], "result.json"))
     print(f"saved {os.path.join(dirs['r'], 'result.json')}")
@@ -699,14 +1113,32 @@ def build_parser():
       f"samples' (n), never L; 0 = the paper's rule (default: {MIN_N})")
     a("--margin", type=float, default=MARGIN, help=f"equivalence margin of TOST, in proportion, in (0, 1) "
       f"(default: {MARGIN})")
-    a("--summary", default="ours", choices=SUMMARIES, help="Table 4's rule: ours (L/M/?/-/n), paper (binary "
-      "L/M, as the paper's Table 4) or equivalence (L only when TOST shows it) (default: ours)")
+    a("--summary", default="ours", help="Table 4's rule: ours (L/M/?/-/n/b), paper (binary L/M, as the "
+      "paper's Table 4), equivalence (L only when TOST shows it) or readable (ours, on the samples the "
+      "label oracle reads confidently) (default: ours)")
+    a("--baseline-dev", type=float, default=BASELINE_DEV, help=f"a class whose D_u share of the factor is "
+      f"further than this from 0.5 gets 'b' (broken baseline), never L or M, in (0, 0.5] (default: "
+      f"{BASELINE_DEV:g})")
+    a("--confidence", type=float, default=CONFIDENT, help=f"the readable reading keeps samples the label "
+      f"oracle reads with p > this; one of {', '.join(f'{t:g}' for t in CONFIDENCE_GRID)} (default: "
+      f"{CONFIDENT:g})")
+    a("--factor-confident", action="store_true", help=f"the readable reading also requires the factor "
+      f"oracle's P(f = 1) > {FACTOR_CONFIDENT:g} or < {1 - FACTOR_CONFIDENT:.1g} (default: off)")
     a("--out-dir", help="write tables.{txt,md,tex,json}, table CSVs and rows.csv here (default: print only)")
+    a("--paper", help="the paper's Tables 1, 2, 4 as data (results/paper/paper-cells.csv): print, and write "
+      "to --out-dir, the agreement of our Table 4 with the paper's under every reading and Tables 1-2 side "
+      "by side (default: none)")
+    a("--figures", help="write the figures here: Figure 3 (GAN, GAN-SD), the Table 4 heat map beside the "
+      "paper's (with --paper), and with --runs a grid of D_r samples per model (default: none)")
+    a("--runs", help="with --figures: the runs folder whose samples.npz the sample grid is drawn from "
+      "(default: none)")
     a("--data-root", help="MNIST root for the oracles (default: $RGF_DATA_ROOT, else ./data)")
     a("--cache-dir", help="oracle cache (default: <data-root>/rgf-cache)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     a("--data-seed", type=int, default=0, help="data seed of the oracles' D_u (default: 0)")
     a("--smoke", action="store_true", help="audit with the smoke oracles (tests only; default: off)")
+    a("--oracles", default="robust", choices=oracles.RECIPES, help="audit: the oracles' recipe, robust (ours) or "
+      "paper (default: robust)")
     return p
 
 
@@ -718,7 +1150,15 @@ def _reading(args):
         raise ValueError(f"--min-n {args.min_n} out of range; accepted: an integer >= 0 (0 = the paper's rule)")
     if not 0 < args.margin < 1:
         raise ValueError(f"--margin {args.margin:g} out of range; accepted: a proportion in (0, 1)")
-    return Reading(args.test, args.correction, args.alpha, args.min_n, args.margin, args.summary)
+    if args.summary not in SUMMARIES:
+        raise ValueError(f"--summary {args.summary!r} not understood; accepted: {', '.join(SUMMARIES)}")
+    if not 0 < args.baseline_dev <= 0.5:
+        raise ValueError(f"--baseline-dev {args.baseline_dev:g} out of range; accepted: 0 < d <= 0.5")
+    if args.confidence not in CONFIDENCE_GRID:
+        raise ValueError(f"--confidence {args.confidence:g} not available; accepted: "
+                         f"{', '.join(f'{t:g}' for t in CONFIDENCE_GRID)} (result.json keeps these)")
+    return Reading(args.test, args.correction, args.alpha, args.min_n, args.margin, args.summary,
+                   args.baseline_dev, args.confidence, args.factor_confident)
 
 
 def main(argv=None):
@@ -732,8 +1172,9 @@ def main(argv=None):
             if not 0 <= rare < (2 if args.dataset == "cars" else 10):
                 raise ValueError(f"--rare {rare} out of range for {args.dataset}")
             res = audit(args.u, args.r, args.factor, rare, args.dataset, args.model, args.data_root,
-                        args.cache_dir, args.device, args.data_seed, args.smoke, reading.min_n)
-            print(format_rows(_rows(res, reading), _title(res)))
+                        args.cache_dir, args.device, args.data_seed, args.smoke, reading.min_n, args.oracles)
+            print(format_rows(_rows(res, reading), _title(res), reading.confidence))
+            print(format_quality(res["quality"], res["classes"]))
             if args.save:
                 data.save_json(res, args.save)
                 print(f"saved {args.save}")
@@ -752,6 +1193,12 @@ def main(argv=None):
             print("\n".join(render(t) for t in tabs))
             if args.out_dir:
                 export(results, tabs, agg, args.out_dir, reading)
+            paper = load_paper(args.paper) if args.paper else None
+            if paper:
+                compare(results, paper, reading, args.out_dir)
+            if args.figures:
+                for path in figures(results, args.figures, paper, args.runs, reading):
+                    print(f"wrote {path}")
     except (ValueError, FileNotFoundError) as e:
         data.fail(str(e))
 

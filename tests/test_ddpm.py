@@ -202,7 +202,7 @@ def test_smoke_end_to_end_and_force(tmp_path, mnist_root, cache_dir, capsys):
     assert sum(row["n_r"] for row in res["rows"][:-1]) == res["samples"] == 64
     assert res["config"]["sampler"].startswith("DDIM, 5 of T=1000") and res["config"]["sample_steps"] == 5
     q = json.loads((r / "result.json").read_text())["quality"]
-    assert q == res["quality"] and 0 <= q["u"]["confident"] <= 1 and sum(q["r"]["histogram"]) == 64
+    assert q == data.json_safe(res["quality"]) and 0 <= q["u"]["confident"] <= 1 and sum(q["r"]["histogram"]) == 64
     ck = torch.load(r / "ckpt.pt", weights_only=False)
     assert set(ck["state"]) == {"unet", "ema", "opt"} and ck["state"]["ema"]["updates"].item() > 0
     # a finished cell is not redone; another sampler reuses the models (once result.json is gone)

@@ -22,16 +22,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _args(**kw):
-    base = dict(hidden=1024, lr=2e-4, sd_lambda=0.0, sd_epochs=80, epochs=200, batch_size=64)
+    base = dict(width=32, spectral_norm=True, lr=2e-4, sd_lambda=0.0, sd_epochs=80, epochs=200, batch_size=64,
+                cpu_bf16=False)
     return types.SimpleNamespace(**{**base, **kw})
 
 
 # --------------------------------------------------------------------------- model and loss
-@pytest.mark.parametrize("shape, widest", [((3, 28, 28), 1024), ((3, 64, 64), 2048)])
-def test_shapes_and_auto_width(shape, widest):
+@pytest.mark.parametrize("shape, first", [((3, 28, 28), 7), ((3, 64, 64), 8)])
+def test_shapes_and_stages(shape, first):
     gen = torch.Generator().manual_seed(0)
-    G, D = gan.build(_args(), shape, torch.device("cpu"), gen)
-    assert G.net[-2].in_features == widest and D.net[1].out_features == widest // 2
+    G, D = gan.build(_args(width=8), shape, torch.device("cpu"), gen)
+    assert G.net[1].unflattened_size == (8 * 2 ** gan.stages(shape[1]), first, first)   # 4w x 7 x 7 for MNIST
     x = G(torch.randn(5, gan.LATENT))
     assert x.shape == (5,) + shape and x.min() >= -1 and x.max() <= 1
     assert D(x).shape == (5,)
@@ -40,10 +41,25 @@ def test_shapes_and_auto_width(shape, widest):
     assert s.dtype == torch.uint8 and s.shape == (7,) + shape
 
 
+def test_spectral_norm_bounds_every_d_layer():
+    torch.manual_seed(0)
+    D = gan.Discriminator((3, 28, 28), width=8)
+    layers = [m for m in D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 4 and all(hasattr(m, "parametrizations") for m in layers)
+    D.train()
+    for _ in range(30):                 # power iteration converges while D runs in training mode
+        D(torch.randn(2, 3, 28, 28))
+    D.eval()
+    for m in layers:                    # the weight D uses has spectral norm ~1 (of its matrix view)
+        assert torch.linalg.matrix_norm(m.weight.flatten(1), ord=2).item() == pytest.approx(1.0, abs=0.05)
+    plain = gan.Discriminator((3, 28, 28), width=8, spectral_norm=False)
+    assert not any(hasattr(m, "parametrizations") for m in plain.modules())
+
+
 def test_build_is_a_function_of_the_generator_and_leaves_global_rng_alone():
     before = torch.get_rng_state()
-    a = gan.build(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
-    b = gan.build(_args(hidden=64), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
+    a = gan.build(_args(width=8), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
+    b = gan.build(_args(width=8), (3, 28, 28), torch.device("cpu"), torch.Generator().manual_seed(3))
     assert torch.equal(torch.get_rng_state(), before)
     for net_a, net_b in zip(a, b):
         for p, q in zip(net_a.parameters(), net_b.parameters()):
@@ -52,7 +68,7 @@ def test_build_is_a_function_of_the_generator_and_leaves_global_rng_alone():
 
 def test_spectral_decoupling_term_on_real_logits_only():
     torch.manual_seed(0)
-    D = gan.Discriminator((3, 28, 28), hidden=64)
+    D = gan.Discriminator((3, 28, 28), width=8).eval()    # eval: spectral norm's power iteration holds still
     real, fake = torch.rand(16, 3, 28, 28) * 2 - 1, torch.rand(16, 3, 28, 28) * 2 - 1
     lr_, lf = D(real), D(fake)
     bce = torch.nn.functional.softplus
@@ -84,15 +100,19 @@ def test_sd_epochs_default_follows_epochs():
     assert parse("--epochs", "10", "--sd-epochs", "10").sd_epochs == 10
 
 
+def _scaler():
+    return torch.amp.GradScaler("cpu", enabled=False)
+
+
 def test_train_epoch_learns_and_is_deterministic():
     x = torch.rand(256, 3, 28, 28)
-    args = _args(hidden=64, sd_lambda=0.8, sd_epochs=1, epochs=2)
+    args = _args(width=8, sd_lambda=0.8, sd_epochs=1, epochs=2)
     runs = []
     for _ in range(2):
         gen = torch.Generator().manual_seed(0)
         G, D = gan.build(args, (3, 28, 28), torch.device("cpu"), gen)
         opt_g, opt_d = gan.optimizers(G, D, args)
-        runs.append([gan.train_epoch(G, D, opt_g, opt_d, x, e, args, gen) for e in range(2)])
+        runs.append([gan.train_epoch(G, D, opt_g, opt_d, _scaler(), x, e, args, gen) for e in range(2)])
     assert runs[0] == runs[1]
     assert runs[0][0]["sd_lambda"] == 0.8 and runs[0][1]["sd_lambda"] == 0.0
     assert all(np.isfinite(v) for r in runs[0] for v in r.values())
@@ -100,16 +120,16 @@ def test_train_epoch_learns_and_is_deterministic():
 
 def test_ema_follows_g_and_standing_stats_are_its_own():
     x = torch.rand(128, 3, 28, 28)
-    args = _args(hidden=64, epochs=1)
+    args = _args(width=8, epochs=1)
     gen = torch.Generator().manual_seed(0)
     G, D = gan.build(args, (3, 28, 28), torch.device("cpu"), gen)
     ema = data.EMA(G, 0.9)
     start = [p.clone() for p in ema.net.parameters()]
-    gan.train_epoch(G, D, *gan.optimizers(G, D, args), x, 0, args, gen, ema)
+    gan.train_epoch(G, D, *gan.optimizers(G, D, args), _scaler(), x, 0, args, gen, ema)
     assert ema.updates.item() == 2                                        # 128 digits = 2 batches of 64
     for e, s, p in zip(ema.net.parameters(), start, G.parameters()):
         assert not torch.equal(e, s) and not torch.equal(e, p)           # moved, but not onto G
-    bn = next(m for m in ema.net.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    bn = next(m for m in ema.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))   # averaging leaves buffers alone
     draws = []
     for _ in range(2):
@@ -121,8 +141,8 @@ def test_ema_follows_g_and_standing_stats_are_its_own():
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         z = torch.cat([torch.randn(500, gan.LATENT, generator=g) for _ in range(4)])
-        assert ema.net.net[3] is bn
-        mean = ema.net.net[0:3](z).mean(0)                               # the input of that BatchNorm
+        assert ema.net.net[2] is bn
+        mean = ema.net.net[0:2](z).mean((0, 2, 3))                       # the input of that BatchNorm
     assert torch.allclose(bn.running_mean, mean, atol=1e-5)
 
 
@@ -150,7 +170,11 @@ def test_smoke_end_to_end_with_sd(tmp_path, mnist_root, cache_dir):
     assert all(row["sd"] == "1" and float(row["loss"]) > 0 for row in rows)
     assert len({row["class"] for row in _read_csv(u / "disc_loss.csv")}) == 10   # D_u: all classes
     hist = res["history"]["r"][-1]
-    assert hist["sd_lambda"] == 0.8 and np.isfinite(hist["dloss_with"])
+    assert hist["sd_lambda"] == 0.8
+    # Figure 3's data travel in result.json, so ztest can redraw it from committed results
+    fig3 = res["disc_loss"]
+    assert {f for _, f, _, _ in fig3["r"]} == {f for _, f, _, _ in fig3["u"]} == {0, 1}   # the balanced val digits
+    assert res["sd_epochs"] == 1 and all(np.isfinite(loss) for _, _, loss, _ in fig3["u"])
 
 
 def test_finished_cell_is_not_retrained_unless_forced(tmp_path, mnist_root, cache_dir, capsys):
@@ -170,10 +194,10 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, c
     _run(tmp_path / "a", mnist_root, cache_dir, *argv)
     real_train = gan.train_epoch
 
-    def crash_in_epoch_3(G, D, opt_g, opt_d, x, epoch, args, gen, ema):
+    def crash_in_epoch_3(G, D, opt_g, opt_d, scaler, x, epoch, args, gen, ema):
         if epoch == 2:
             raise KeyboardInterrupt
-        return real_train(G, D, opt_g, opt_d, x, epoch, args, gen, ema)
+        return real_train(G, D, opt_g, opt_d, scaler, x, epoch, args, gen, ema)
 
     monkeypatch.setattr(gan, "train_epoch", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
@@ -195,6 +219,7 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, c
     (["--sd-lambda", "-0.1"], "--sd-lambda"),
     (["--sd-lambda", "nan"], "--sd-lambda"),
     (["--ema-decay", "1"], "--ema-decay"),
+    (["--width", "0"], "--width"),
     (["--epochs", "10", "--sd-epochs", "11"], "--sd-epochs"),
     (["--samples", "0"], "--samples"),
     (["--factor", "blue"], "blue"),

@@ -108,6 +108,109 @@ def test_missing_data_is_one_line(tmp_path, capsys):
     assert e.value.code == 2 and len(err) == 1 and "Traceback" not in err[0]
 
 
+@pytest.mark.parametrize("argv, words", [(["--recipe", "bogus"], "--recipe 'bogus'"), (["--bound", "x"], "--bound 'x'"),
+                                         (["--bound", "0.8,-1"], "--bound '0.8,-1'"),
+                                         (["--dataset", "cars", "--robustness"], "robustness")])
+def test_robustness_options_are_checked(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        oracles.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- the robust recipe
+def test_blur_is_a_normalised_gaussian_per_image():
+    x = torch.zeros(2, 3, 28, 28)
+    x[:, 1, 14, 14] = 1.0
+    y = oracles.blur(x, torch.tensor([1.0, 0.0]))
+    d2 = (torch.arange(28.0)[:, None] - 14) ** 2 + (torch.arange(28.0)[None, :] - 14) ** 2
+    g = torch.exp(-d2 / 2) * (d2 <= 72)                    # the radius-6 window of each axis
+    want = g / g.sum()
+    assert torch.allclose(y[0, 1], want, atol=1e-6) and y[0, 1].sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.equal(y[1], x[1]) and y[0, 0].abs().sum() == 0        # sigma 0: unchanged; channels apart
+
+
+def test_degradations_and_the_augmentation():
+    x = torch.rand(6, 3, 28, 28)
+    x[:, 2] = 0
+    assert torch.allclose(oracles.degrade(x, "contrast", 0.5), x * 0.5)
+    mixed = oracles.degrade(x, "mix", 0.25)
+    assert torch.allclose(mixed[:, 1], 0.75 * x[:, 1] + 0.25 * x[:, 0]) and torch.allclose(mixed.sum(1), x.sum(1))
+    noisy = oracles.degrade(x, "noise", 0.2, torch.Generator().manual_seed(0))
+    assert noisy.min() >= 0 and noisy.max() <= 1 and not torch.equal(noisy, x)
+    with pytest.raises(ValueError, match="jpeg"):
+        oracles.degrade(x, "jpeg", 1)
+    # the augmentation draws from its generator only: the same draws whatever the images show, so it
+    # cannot tell f = 0 from f = 1, and it is repeatable
+    a = oracles.augment(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, oracles.augment(x, torch.Generator().manual_seed(1)))
+    assert a.min() >= 0 and a.max() <= 1 and a.shape == x.shape
+    ones = torch.ones_like(x)
+    assert torch.allclose(oracles.augment(ones, torch.Generator().manual_seed(1)).amax((1, 2, 3)),
+                          oracles.augment(ones, torch.Generator().manual_seed(1)).amax((1, 2, 3)))
+
+
+def test_softness_rises_with_blur_and_ignores_contrast():
+    x = np.zeros((1, 3, 28, 28), np.uint8)
+    x[0, 0, 6:22, 12:16] = 255                              # a crisp 4-pixel stroke
+    soft = [oracles.softness(oracles.degraded(x, "blur", s))[0] for s in (0, 0.8, 1.5)]
+    assert soft[0] == 0 and soft[0] < soft[1] < soft[2]
+    faint = oracles.degraded(oracles.degraded(x, "blur", 0.8), "contrast", 0.5)
+    assert oracles.softness(faint)[0] == pytest.approx(soft[1], abs=0.03)
+
+
+def _bars(n, seed):
+    """Digit-like strokes: a vertical bar 2 px wide (f = 0) or 4 px (f = 1), random height, place, colour
+    and intensity: a stroke-width factor, like thin and thick, that blur alone can fake."""
+    rng = np.random.default_rng(seed)
+    f = np.arange(n) % 2
+    x = np.zeros((n, 3, 28, 28), np.uint8)
+    for i in range(n):
+        w, top = 2 + 2 * f[i], rng.integers(2, 8)
+        c = rng.integers(6, 22 - w)
+        x[i, rng.integers(0, 2), top:top + rng.integers(12, 20), c:c + w] = rng.integers(180, 256)
+    return x, f
+
+
+def test_augmentation_keeps_a_stroke_width_call_under_blur(monkeypatch):
+    """The degraded-input test: trained on crisp strokes only, a factor oracle calls blurred thin strokes
+    thick (blur widens them); trained with the robust recipe's degradations, it still reads the width."""
+    torch.set_num_threads(1)
+    x, f = _bars(3000, 0)
+    xt, ft = _bars(1000, 100)
+    called = {}
+    for name, aug in (("paper", None), ("robust", oracles.AUGMENT)):
+        net = oracles._new_net(2, 28, torch.device("cpu"), 0, (8, 16))
+        oracles._fit(net, torch.from_numpy(x), torch.as_tensor(f), 6, torch.Generator().manual_seed(0), name, aug)
+        for s in (0, 1.0):
+            c = oracles._logits(net, oracles.degraded(xt, "blur", s)).argmax(1).numpy()
+            called[name, s] = (np.mean(c == ft), c.mean())
+    assert called["paper", 0][0] >= 0.99 and called["robust", 0][0] >= 0.99      # both read crisp strokes
+    assert called["paper", 1.0][1] >= 0.75                                        # blurred: mostly "thick"
+    assert called["robust", 1.0][0] >= 0.9 and abs(called["robust", 1.0][1] - 0.5) <= 0.05
+
+
+def test_cache_key_changes_with_the_recipe(small_mnist_root, tmp_path, monkeypatch):
+    key = lambda **kw: oracles.cache_path("thin", root=small_mnist_root, cache_dir=str(tmp_path), **kw)
+    robust, paper = key(), key(recipe_name="paper")
+    assert robust != paper and robust == key(recipe_name="robust")
+    assert oracles.recipe(name="paper")["augment"] is None and oracles.recipe()["augment"] == oracles.AUGMENT
+    monkeypatch.setattr(oracles, "AUGMENT", {**oracles.AUGMENT, "p_blur": 0.6})   # any change to the recipe ...
+    assert key() != robust and key(recipe_name="paper") == paper                  # ... moves only its own key
+    monkeypatch.setattr(oracles, "VERSION", oracles.VERSION + 1)
+    assert key(recipe_name="paper") != paper
+    with pytest.raises(ValueError, match="bogus"):
+        oracles.recipe(name="bogus")
+
+
+def test_smoke_oracles_carry_their_blur_profile(small_mnist_root, cache_dir):
+    o = oracles.load_oracles("colour", root=small_mnist_root, cache_dir=cache_dir, device="cpu", smoke=True)
+    assert set(o["blur"]) == {f"{s:g}" for s in oracles.BLUR_GRID} and o["recipe"] == "robust"
+    soft = [o["blur"][f"{s:g}"]["softness"] for s in oracles.BLUR_GRID]
+    assert soft == sorted(soft)                           # real digits look softer the more they are blurred
+    assert o["blur_limit"] is None or o["blur_limit"] in oracles.BLUR_GRID
+
+
 # --------------------------------------------------------------------------- real MNIST: the accuracy target
 FULL = os.environ.get("RGF_FULL") == "1"
 

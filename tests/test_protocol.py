@@ -89,10 +89,13 @@ def main(args):
 # --------------------------------------------------------------------------- fakes: data and oracles
 def fake_dataset(factor, split="train", rare=None, p_in=1.0, p_out=0.0, seed=0, root=None, cache_dir=None,
                  limit=None):
-    """200 images; the factor is the colour channel (red f=0, green f=1), the label a brightness level."""
-    rng = np.random.default_rng([seed, {"train": int(rare is not None), "val": 2}[split]])
+    """200 images; the factor is the colour channel (red f=0, green f=1), the label a brightness level.
+    The test split holds 100 digits twice, without and then with the factor, as data.make_dataset's."""
+    rng = np.random.default_rng([seed, {"train": int(rare is not None), "val": 2, "test": 3}[split]])
     y = np.arange(200) % 10
     f = (y == rare).astype(np.int64) if rare is not None else (np.arange(200) // 10) % 2
+    if split == "test":
+        f = np.repeat([0, 1], 100)
     x = np.zeros((200, 3, 28, 28), np.uint8)
     x[np.arange(200), f] = (rng.random((200, 28, 28)) * 25 * (y[:, None, None] + 1)).astype(np.uint8)
     return x, y, f
@@ -127,6 +130,7 @@ def fakes(monkeypatch):
                                                                        "target": 0.98})
     monkeypatch.setattr(ztest.oracles, "classify", fake_classify)
     monkeypatch.setattr(ztest.oracles, "predict_proba", fake_predict_proba)
+    monkeypatch.setattr(ztest.oracles, "features", lambda orc, x: np.asarray(x, float).reshape(len(x), 3, -1).mean(2))
     monkeypatch.setattr(data, "make_dataset", fake_dataset)
     CALLS["train"] = 0
 

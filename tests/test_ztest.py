@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -129,8 +130,10 @@ def test_z_table_rows_use_the_class_count_and_total_uses_m():
 def test_z_table_with_an_empty_class_and_degenerate_p_u():
     y_u, f_u = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])       # class 0 of D_u: P_u = 0
     y_r, f_r = np.array([0, 0, 0]), np.array([1, 0, 0])              # class 1 never sampled by D_r
-    rows = ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"), min_n=0)   # the paper's rule
+    rows = ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"), min_n=0, baseline_dev=None)   # the paper's rule
     assert math.isnan(rows[0]["z"]) and rows[0]["verdict"] == "-"
+    # ours with min-n 0: P_u = 0 is a broken baseline, which outranks the undefined z
+    assert ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"), min_n=0)[0]["verdict"] == "b"
     assert rows[1]["n_r"] == 0 and math.isnan(rows[1]["P_r"]) and rows[1]["verdict"] == "-"
     assert "-" in ztest.format_rows(rows)
     assert [r["verdict"] for r in ztest.z_table(y_u, f_u, y_r, f_r, rare=1, classes=("a", "b"))] == ["n"] * 3
@@ -243,9 +246,19 @@ def test_audit_any_generator(tmp_path, capsys, monkeypatch):
         x = np.asarray(x)
         return x.max(1).max(1).argmax(1).astype(np.int64), (x[:, 1].sum((1, 2)) > 0).astype(np.int64)
 
+    def predict_proba(orc, x):      # confident on even columns only
+        y, f = classify(orc, x)
+        p = np.full((len(y), 10), 0.0)
+        p[np.arange(len(y)), y] = np.where(y % 2 == 0, 0.99, 0.6)
+        return p, f.astype(float)
+
     monkeypatch.setattr(ztest.oracles, "load_oracles", lambda *a, **k: {"acc": {"label": 1.0, "factor": 1.0}})
     monkeypatch.setattr(ztest.oracles, "classify", classify)
+    monkeypatch.setattr(ztest.oracles, "predict_proba", predict_proba)
+    monkeypatch.setattr(ztest.oracles, "features", lambda orc, x: np.asarray(x, float).reshape(len(x), 3, -1).mean(2))
     y = np.repeat(np.arange(10), 20)
+    real = images(np.repeat(np.arange(10), 50), np.arange(500) % 2)
+    monkeypatch.setattr(ztest, "real_references", lambda *a, **k: {w: (real, None, np.arange(500) % 2) for w in "ur"})
     np.savez(tmp_path / "u.npz", x=images(y, np.arange(200) % 2))
     np.savez(tmp_path / "r.npz", samples=images(y, y == 1))
     ztest.main(["--u", str(tmp_path / "u.npz"), "--r", str(tmp_path / "r.npz"), "--rare", "1", "--model", "X",
@@ -254,6 +267,12 @@ def test_audit_any_generator(tmp_path, capsys, monkeypatch):
     # digit 1: P_u = 0.5, P_r = 1, n = 20: 0.5 / sqrt(0.25 / 20) = 4.4721; other digits -4.4721
     assert res["rows"][1]["z"] == pytest.approx(4.4721, abs=1e-4) and res["rows"][1]["verdict"] == "M"
     assert res["rows"][0]["z"] == pytest.approx(-4.4721, abs=1e-4) and res["model"] == "X"
+    # the readable reading keeps the even digits (p 0.99 > 0.9); the odd ones have no readable sample
+    assert res["rows"][0]["n_r_read"] == 20 and res["rows"][1]["n_r_read"] == 0
+    assert res["rows"][1]["verdict_read"] == "n" and res["rows"][0]["verdict_read"] == "M"
+    q = res["quality"]
+    assert q["u"]["confident"] == pytest.approx(0.5) and q["real"] == {"confident_f0": 0.5, "confident_f1": 0.5}
+    assert q["fd"]["floor_u"] >= 0 and q["fd"]["n_u"] == 200
     capsys.readouterr()
     ztest.main([str(tmp_path / "audit.json")])
     assert "Table 1" in capsys.readouterr().out
@@ -344,17 +363,18 @@ def test_summary_rules():
 
 
 def test_summary_paper_reproduces_the_binary_rule_on_known_verdicts(tmp_path, capsys):
-    # ours: digit 1 M, digit 0 ? (significant, wrong direction: z = +3), digits 2-8 L, digit 9 - (P_u = 0)
+    # ours: digit 1 M, digit 0 ? (significant, wrong direction: z = +3), digits 2-8 L, digit 9 b (P_u = 0:
+    # a broken baseline; the paper's rule reads its undefined z as M)
     counts = _counts([100] * 10, [50] * 9 + [0], [100] * 10, [65, 90, 50, 50, 50, 50, 50, 50, 50, 10])
     f = _result(tmp_path, "GAN", "colour", 1, 0, counts)
     ztest.main([str(f), "--out-dir", str(tmp_path / "ours")])
     ztest.main([str(f), "--summary", "paper", "--out-dir", str(tmp_path / "paper")])
     ours = list(csv.reader(io.StringIO((tmp_path / "ours/table4.csv").read_text())))
     paper = list(csv.reader(io.StringIO((tmp_path / "paper/table4.csv").read_text())))
-    assert [r[1] for r in ours[1:11]] == ["?", "M", "L", "L", "L", "L", "L", "L", "L", "-"]
+    assert [r[1] for r in ours[1:11]] == ["?", "M", "L", "L", "L", "L", "L", "L", "L", "b"]
     assert [r[1] for r in paper[1:11]] == ["M", "M", "L", "L", "L", "L", "L", "L", "L", "M"]
     assert paper[12] == ["Count", "7"] and "paper summary" in (tmp_path / "paper/tables.md").read_text()
-    assert "; ?: significant in the other direction; -: z undefined" in (tmp_path / "ours/tables.md").read_text()
+    assert "; ?: significant in the other direction; b: broken baseline" in (tmp_path / "ours/tables.md").read_text()
 
 
 def test_tables_c3_c4_in_every_format(tmp_path, capsys):
@@ -408,3 +428,187 @@ def test_quality_report_on_a_synthetic_case_with_known_warnings():
     balanced = {"n": [100] * 10, "k": [50] * 10}
     clean = ztest.quality({"u": p_u, "r": p_u}, {"u": balanced, "r": balanced}, CLASSES)
     assert clean["warnings"] == [] and "WARNING" not in ztest.format_quality(clean, CLASSES)
+
+
+# --------------------------------------------------------------------------- the readable reading, the baseline letter
+def _readable_case():
+    """Per class 100 D_u samples, 50 with the factor, 60 of them read confidently (30 with, 30 without).
+    D_r: the rare class 1 has 100 samples, 50 with the factor: 40 confident, all with it, and 60
+    unreadable, of which 10 with it; every other class has 100 samples without the factor, 60 confident.
+    The label oracle's p is 0.95 on a confident sample, 0.5 on the others; the factor oracle is sure
+    (p 0.99 / 0.01) except on 10 confident D_u 1s with the factor (p 0.6)."""
+    def model(which):
+        y, f, conf, pf = [], [], [], []
+        for c in range(10):
+            if which == "u":
+                cf, cc = [1] * 30 + [0] * 30 + [1] * 20 + [0] * 20, [1] * 60 + [0] * 40
+            elif c == 1:
+                cf, cc = [1] * 40 + [1] * 10 + [0] * 50, [1] * 40 + [0] * 60
+            else:
+                cf, cc = [0] * 100, [1] * 60 + [0] * 40
+            y += [c] * 100
+            f += cf
+            conf += cc
+            pf += [0.6 if which == "u" and c == 1 and i < 10 else (0.99 if v else 0.01) for i, v in enumerate(cf)]
+        y, f, conf = np.array(y), np.array(f), np.array(conf)
+        p = np.full((1000, 10), 0.0)
+        p[np.arange(1000), y] = np.where(conf == 1, 0.95, 0.5)
+        return y, f, p, np.array(pf)
+    return {w: model(w) for w in ("u", "r")}
+
+
+def test_readable_reading_on_synthetic_counts_with_a_known_answer():
+    case = _readable_case()
+    counts = {w: ztest.count_classes(case[w][0], case[w][1], 10) for w in case}
+    readable = {w: ztest.readable_counts(*case[w], 10) for w in case}
+    assert readable["u"]["0.9"]["n"] == [60] * 10 and readable["u"]["0.9"]["k"] == [30] * 10
+    assert readable["r"]["0.9"]["n"][1] == 40 and readable["r"]["0.9"]["k"][1] == 40
+    assert readable["u"]["0.5"]["n"] == [60] * 10             # p 0.5 is not > 0.5: the unreadable ones go
+    assert readable["u"]["0.9+f"]["n"][1] == 50 and readable["u"]["0.9+f"]["k"][1] == 20
+    res = {"rare": 1, "classes": list(CLASSES), "counts": counts, "readable": readable}
+    one = ztest._rows(res)[1]
+    # all samples: P_u = 0.5, P_r = 0.5, z = 0: learned, as the paper's reading says
+    assert one["P_r"] == 0.5 and one["z"] == 0 and one["verdict"] == "L"
+    # readable: P_u' = 30/60, P_r' = 40/40: z' = 0.5 / sqrt(0.25 / 40) = 6.3246, memorised
+    assert one["n_u_read"] == 60 and one["P_r_read"] == 1.0
+    assert one["z_read"] == pytest.approx(6.3246, abs=1e-4) and one["verdict_read"] == "M"
+    # the factor-confident variant: P_u' = 20/50 (10 unsure 1s with the factor dropped)
+    sure = ztest._rows(res, ztest.Reading(factor_confident=True))[1]
+    assert sure["n_u_read"] == 50 and sure["P_u_read"] == 0.4
+    # another class: z' = (0 - 0.5) / sqrt(0.25 / 60) = -7.7460
+    assert ztest._rows(res)[0]["z_read"] == pytest.approx(-7.7460, abs=1e-4)
+    text = ztest.format_rows(ztest._rows(res))
+    assert "verdict" in text and "read" in text and "6.32" in text and "readable reading" in text
+    # a result made before the reading existed: no readable columns, and the readable summary says "x"
+    old = ztest._rows({**res, "readable": {}})
+    assert "verdict_read" not in old[1] and ztest.summary_letter(old[1], "readable") == "x"
+
+
+def test_readable_summary_renders_table_4(tmp_path, capsys):
+    case = _readable_case()
+    res = {"model": "VAE", "dataset": "mnist", "factor": "colour", "rare": 1, "seed": 0, "p_in": 1.0, "p_out": 0.0,
+           "classes": list(CLASSES), "counts": {w: ztest.count_classes(case[w][0], case[w][1], 10) for w in case},
+           "readable": {w: ztest.readable_counts(*case[w], 10) for w in case}}
+    data.save_json(res, tmp_path / "runs/vae/result.json")
+    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "ours")])
+    ztest.main([str(tmp_path / "runs"), "--summary", "readable", "--out-dir", str(tmp_path / "read")])
+    ours = list(csv.reader(io.StringIO((tmp_path / "ours/table4.csv").read_text())))
+    read = list(csv.reader(io.StringIO((tmp_path / "read/table4.csv").read_text())))
+    assert ours[2] == ["1", "L"] and read[2] == ["1", "M"] and read[1] == ["0", "M"]
+    assert "readable summary (label p > 0.9)" in (tmp_path / "read/tables.md").read_text()
+    t1 = list(csv.reader(io.StringIO((tmp_path / "read/table1.csv").read_text())))
+    assert t1[2][1] == "6.32"                                  # Table 1 shows the readable z
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "ours/rows.csv").read_text())))
+    assert rows[1]["verdict"] == "L" and rows[1]["verdict_read"] == "M" and rows[1]["n_r_read"] == "40"
+
+
+def test_broken_baseline_gets_its_own_letter():
+    # class 3: P_u = 0.2 (|0.2 - 0.5| = 0.3 > 0.25); D_r draws it with the factor 1% of the time
+    counts = _counts([100] * 10, [50, 50, 50, 20, 50, 50, 50, 50, 50, 50], [100] * 10, [1, 90] + [1] * 8)
+    rows = ztest.rows_from_counts(counts, 1, CLASSES)
+    assert rows[3]["verdict"] == "b" and rows[3]["z"] == pytest.approx(-4.75)   # z is still computed
+    assert [r["verdict"] for r in rows[:3]] == ["M"] * 3
+    assert ztest.summary_letter(rows[3], "paper") == "M" and ztest.summary_letter(rows[3], "equivalence") == "b"
+    # a looser threshold accepts it; None switches the rule off (the paper's)
+    assert ztest.rows_from_counts(counts, 1, CLASSES, baseline_dev=0.35)[3]["verdict"] == "M"
+    assert ztest.rows_from_counts(counts, 1, CLASSES, baseline_dev=None)[3]["verdict"] == "M"
+    # exactly at the threshold is still a baseline (0.25 and 0.75 pass, 0.24 does not)
+    edge = _counts([100] * 10, [25, 75, 24] + [50] * 7)
+    assert [r["verdict"] for r in ztest.rows_from_counts(edge, 1, CLASSES)[:3]] == ["L", "L", "b"]
+    # "too few samples" comes first
+    few = _counts([10] + [100] * 9, [1] + [50] * 9)
+    assert ztest.rows_from_counts(few, 1, CLASSES)[0]["verdict"] == "n"
+    with pytest.raises(ValueError, match="baseline_dev"):
+        ztest.rows_from_counts(counts, 1, CLASSES, baseline_dev=0.7)
+
+
+def test_broken_baseline_in_table_4(tmp_path):
+    counts = _counts([100] * 10, [50, 50, 50, 20, 50, 50, 50, 50, 50, 50], [100] * 10, [1, 90] + [1] * 8)
+    _result(tmp_path / "runs", "GAN", "colour", 1, 0, counts)
+    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")])
+    t4 = list(csv.reader(io.StringIO((tmp_path / "out/table4.csv").read_text())))
+    assert t4[4] == ["3", "b"] and ["Count b", "1"] in t4
+    assert "b: broken baseline" in (tmp_path / "out/tables.md").read_text()
+    ztest.main([str(tmp_path / "runs"), "--baseline-dev", "0.4", "--out-dir", str(tmp_path / "loose")])
+    assert list(csv.reader(io.StringIO((tmp_path / "loose/table4.csv").read_text())))[4] == ["3", "M"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["x.json", "--summary", "bogus"], "--summary 'bogus'"),
+    (["x.json", "--baseline-dev", "0.7"], "--baseline-dev 0.7"),
+    (["x.json", "--baseline-dev", "0"], "--baseline-dev 0"),
+    (["x.json", "--confidence", "0.85"], "--confidence 0.85"),
+    (["x.json", "--confidence", "abc"], "abc")])
+def test_bad_reading_values_are_one_line_and_exit_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        ztest.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and words in err
+
+
+# --------------------------------------------------------------------------- the Fréchet distance
+def test_frechet_distance_of_gaussians_in_closed_form():
+    # 1-d: N(0, 1) against N(1, 4): (0 - 1)^2 + 1 + 4 - 2 * sqrt(1 * 4) = 2
+    assert ztest.frechet_distance([0.0], [[1.0]], [1.0], [[4.0]]) == pytest.approx(2.0)
+    # diagonal covariances: the 1-d formula per axis, summed
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([4.0, 1.0, 9.0])
+    want = 1.0 + sum(a + b - 2 * np.sqrt(a * b))
+    assert ztest.frechet_distance([0, 0, 0], np.diag(a), [1, 0, 0], np.diag(b)) == pytest.approx(want)
+    # a random SPD matrix against c^2 times itself: (1 - c)^2 tr(S), for non-diagonal S
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(6, 6))
+    S = A @ A.T + 0.1 * np.eye(6)
+    assert ztest.frechet_distance(np.zeros(6), S, np.zeros(6), 9 * S) == pytest.approx(4 * np.trace(S))
+    # the matrix square root, checked where its answer is known: against the identity, FD is
+    # sum_i (1 - sqrt(lambda_i)) over the eigenvalues of the other covariance
+    lam = np.linalg.eigvalsh(S)
+    assert ztest.frechet_distance(np.zeros(6), np.eye(6), np.zeros(6), S) == pytest.approx(np.sum((1 - np.sqrt(lam)) ** 2))
+    # symmetric in its arguments, zero on itself, and equal to scipy's sqrtm form on non-commuting matrices
+    B = rng.normal(size=(6, 6))
+    T = B @ B.T + 0.1 * np.eye(6)
+    from scipy.linalg import sqrtm
+    ref = np.trace(S + T - 2 * np.real(sqrtm(S @ T)))
+    assert ztest.frechet_distance(np.zeros(6), S, np.zeros(6), T) == pytest.approx(ref, rel=1e-6)
+    assert ztest.frechet_distance(np.zeros(6), T, np.zeros(6), S) == pytest.approx(ref, rel=1e-6)
+    assert ztest.frechet_distance(np.ones(6), S, np.ones(6), S) == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="Fréchet"):
+        ztest.frechet_distance([0, 0], np.eye(2), [0, 0, 0], np.eye(3))
+
+
+def test_frechet_report_floor_on_samples_of_known_gaussians():
+    rng = np.random.default_rng(1)
+    real = {w: rng.normal(size=(4000, 4)) for w in ("u", "r")}
+    same = {"u": rng.normal(size=(2000, 4)), "r": rng.normal(loc=1.0, size=(2000, 4))}   # D_r: shifted by 1
+    fd = ztest.frechet_report(same, real)
+    assert fd["n_u"] == 2000 and fd["floor_u"] < 0.05 and fd["u"] < 0.05          # both near 0
+    assert fd["r"] == pytest.approx(4.0, abs=0.2) and fd["floor_r"] < 0.05           # |mu|^2 = 4
+    assert ztest.frechet_report(same, real) == fd                                    # deterministic
+
+
+# --------------------------------------------------------------------------- the paper side by side, the figures
+PAPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "paper", "paper-cells.csv")
+
+
+def test_the_papers_cells_are_its_tables():
+    paper = ztest.load_paper(PAPER)
+    assert len(paper) == 440 and sum(c["letter"] == "L" for c in paper.values()) == 43    # "43 ... out of 440"
+    assert paper[(1, "colour", "1", "GAN")]["z"] == 17.05 and paper[(2, "thin", "Total", "DM")]["z"] == -32.41
+    assert math.isnan(paper[(1, "colour", "0", "VAE")]["z"]) and paper[(1, "fracture", "7", "VAE")]["letter"] == "L"
+
+
+def test_agreement_side_by_side_and_figures(tmp_path, capsys):
+    # GAN, colour, rare 1: memorised everywhere, as the paper's Table 4 says (22 of 22 cells M)
+    res = {"model": "GAN", "run_name": "gan", "dataset": "mnist", "factor": "colour", "rare": 1, "seed": 0,
+           "p_in": 1.0, "p_out": 0.0, "classes": list(CLASSES), "counts": MEM, "config": {"sd_lambda": 0.0},
+           "disc_loss": {w: [[e, v, 0.7 - 0.01 * e * v, 0] for e in (1, 2) for v in (0, 1)] for w in "ur"}}
+    data.save_json(res, tmp_path / "runs/gan/colour-rare1-seed0/result.json")
+    ztest.main([str(tmp_path / "runs"), "--paper", PAPER, "--out-dir", str(tmp_path / "out"),
+                "--figures", str(tmp_path / "fig")])
+    out = capsys.readouterr().out
+    assert "Agreement with the paper's Table 4" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("GAN") and "colour" in x)
+    assert "11/11 (100%)" in line               # rare 1 only: 11 cells (digits and 'all'), all M as the paper's
+    text = (tmp_path / "out/compare.md").read_text()
+    assert "| 1 | n/a | 17.05 (M) |" not in text and "Table 1, colour" in text
+    assert (tmp_path / "fig/figure3-gan-colour-rare1.png").stat().st_size > 5000
+    assert (tmp_path / "fig/table4-ours.png").stat().st_size > 5000
