@@ -810,6 +810,19 @@ def side_by_side(agg, paper, rare, factor):
     return body
 
 
+def seed_agreement(agg):
+    """Per cell run with several seeds (model, factor, rare digit): how many of its 11 rows (digits and
+    Total) get the same letter in every seed, and the median spread (sd) of z over seeds."""
+    rows = []
+    for key in sorted((k for k, c in agg.items() if len(c["seeds"]) > 1), key=lambda k: (k[1], k[2], _model_key(k[5]))):
+        c = agg[key]
+        same = sum(len(set(r["verdicts"])) == 1 for r in c["rows"])
+        sds = [r["z_sd"] for r in c["rows"] if math.isfinite(r["z_sd"])]
+        rows.append([key[5], key[1], str(key[2]), ",".join(map(str, c["seeds"])), f"{same}/{len(c['rows'])}",
+                     _fmt(float(np.median(sds))) if sds else "-"])
+    return rows
+
+
 def compare(results, paper, reading, out_dir=None):
     """Print (and write to out_dir as compare.md) our Table 4's agreement with the paper's under the four
     readings, and our Tables 1-2 beside the paper's, factor by factor."""
@@ -821,6 +834,12 @@ def compare(results, paper, reading, out_dir=None):
             "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     print("\nAgreement with the paper's Table 4 (seed 0)\n" + data.text_grid(head, rows))
     agg = aggs[reading.summary]
+    seeds = seed_agreement(agg)
+    if seeds:
+        sh = ["model", "factor", "rare", "seeds", "rows with one letter in every seed", "median sd of z"]
+        print(f"\nSeeds ({reading.summary} reading)\n" + data.text_grid(sh, seeds))
+        text += ["", f"### Seeds ({reading.summary} reading)", "", "| " + " | ".join(sh) + " |", "|---" * len(sh) + "|"]
+        text += ["| " + " | ".join(r) + " |" for r in seeds]
     for k in (1, 2):
         for f in data.FACTORS:
             if not any(key[1:3] == (f, k) for key in agg):

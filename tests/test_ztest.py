@@ -612,3 +612,13 @@ def test_agreement_side_by_side_and_figures(tmp_path, capsys):
     assert "| 1 | n/a | 17.05 (M) |" not in text and "Table 1, colour" in text
     assert (tmp_path / "fig/figure3-gan-colour-rare1.png").stat().st_size > 5000
     assert (tmp_path / "fig/table4-ours.png").stat().st_size > 5000
+
+
+def test_seed_agreement_counts_rows_with_one_letter_in_every_seed(tmp_path):
+    _result(tmp_path, "GAN", "colour", 1, 0, MEM)
+    _result(tmp_path, "GAN", "colour", 1, 1, MEM)
+    # seed 2: digit 3 learned (same share as D_u) instead of memorised
+    _result(tmp_path, "GAN", "colour", 1, 2, _counts([100] * 10, [50] * 10, [100] * 10, [1, 90, 1, 50] + [1] * 6))
+    rows = ztest.seed_agreement(ztest.aggregate(ztest.load_results([str(tmp_path)])))
+    assert rows == [["GAN", "colour", "1", "0,1,2", "10/11", rows[0][5]]]  # digit 3 differs; Total stays M
+    assert float(rows[0][5]) == 0.0                  # the other rows have the same z in every seed

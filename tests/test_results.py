@@ -1,0 +1,35 @@
+"""The committed quick study (results/quick/, issue 21): its tables re-render from its result files alone,
+byte for byte, under every reading, without training and without the data.
+
+    python -m pytest -q tests/test_results.py
+"""
+import filecmp
+import os
+
+import pytest
+
+import ztest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STUDY = os.path.join("results", "quick")
+# committed folder -> the ztest.py options that made it (README: "The committed tables")
+READINGS = {"tables": [], "tables-readable": ["--summary", "readable"], "tables-equivalence": ["--summary", "equivalence"],
+            "tables-paper": ["--summary", "paper", "--min-n", "0"]}
+
+
+def _has_results():
+    return any("result.json" in files for _, _, files in os.walk(os.path.join(REPO, STUDY)))
+
+
+@pytest.mark.skipif(not _has_results(), reason="no committed study under results/quick yet")
+@pytest.mark.parametrize("folder", sorted(READINGS))
+def test_committed_tables_are_reproduced_from_the_committed_results(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)                       # rows.csv names each result file by its path from here
+    committed = os.path.join(STUDY, folder)
+    assert os.path.isdir(committed), f"{committed} is missing: render it with python ztest.py {STUDY} --out-dir ..."
+    ztest.main([STUDY, *READINGS[folder], "--out-dir", str(tmp_path)])
+    capsys.readouterr()
+    made = sorted(os.listdir(tmp_path))
+    assert made == sorted(f for f in os.listdir(committed) if not f.startswith(".")), "other files than committed"
+    differ = [f for f in made if not filecmp.cmp(tmp_path / f, os.path.join(committed, f), shallow=False)]
+    assert not differ, f"re-rendered tables differ from the committed ones: {differ}"
