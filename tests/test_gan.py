@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _args(**kw):
-    base = dict(width=32, spectral_norm=True, lr=2e-4, sd_lambda=0.0, sd_epochs=80, epochs=200, batch_size=64,
+    base = dict(width=32, spectral_norm=True, pack=2, lr=2e-4, sd_lambda=0.0, sd_epochs=80, epochs=200, batch_size=64,
                 cpu_bf16=False)
     return types.SimpleNamespace(**{**base, **kw})
 
@@ -35,7 +35,7 @@ def test_shapes_and_stages(shape, first):
     assert G.net[1].unflattened_size == (8 * 2 ** gan.stages(shape[1]), first, first)   # 4w x 7 x 7 for MNIST
     x = G(torch.randn(5, gan.LATENT))
     assert x.shape == (5,) + shape and x.min() >= -1 and x.max() <= 1
-    assert D(x).shape == (5,)
+    assert D(torch.cat([x, x[:1]])).shape == (3,)              # one logit per pack of 2
     assert gan.BETAS == (0.5, 0.999) and gan.LR == 2e-4 and gan.BATCH_SIZE == 64   # the paper's GAN settings
     s = gan.sample(G, 7, torch.Generator().manual_seed(1))
     assert s.dtype == torch.uint8 and s.shape == (7,) + shape
@@ -54,6 +54,35 @@ def test_spectral_norm_bounds_every_d_layer():
         assert torch.linalg.matrix_norm(m.weight.flatten(1), ord=2).item() == pytest.approx(1.0, abs=0.05)
     plain = gan.Discriminator((3, 28, 28), width=8, spectral_norm=False)
     assert not any(hasattr(m, "parametrizations") for m in plain.modules())
+
+
+def test_d_judges_packs_of_images():
+    """PacGAN: D's logit for a pack is its conv net on the pack's images stacked on the channels, so
+    it depends on every image of the pack and on nothing outside it."""
+    torch.manual_seed(0)
+    D = gan.Discriminator((3, 28, 28), width=8, pack=2).eval()
+    x = torch.rand(6, 3, 28, 28) * 2 - 1
+    logits = D(x)
+    assert logits.shape == (3,)
+    assert torch.allclose(logits[1], D.net(torch.cat([x[2], x[3]])[None]).squeeze(), atol=1e-6)
+    y = x.clone()
+    y[3] = -1                                             # change the second image of pack 1 only
+    changed = D(y)
+    assert changed[1] != logits[1] and torch.equal(changed[[0, 2]], logits[[0, 2]])
+    assert gan.Discriminator((3, 28, 28), width=8, pack=1)(x).shape == (6,)
+
+
+def test_figure3_packs_each_group_among_itself():
+    torch.manual_seed(0)
+    D = gan.Discriminator((3, 28, 28), width=8, pack=2).eval()
+    x = torch.rand(7, 3, 28, 28)
+    y, f = torch.tensor([0, 0, 0, 1, 1, 0, 1]), torch.tensor([0, 0, 0, 0, 0, 1, 1])
+    out = gan.real_loss_by_group(D, x, y, f)
+    assert set(out) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    logit = D(gan.to_gan(x[[0, 1, 2, 0]]))               # class 0 plain: packs (0, 1) and (2, 0)
+    assert out[(0, 0)] == pytest.approx(torch.nn.functional.softplus(-logit).mean().item(), rel=1e-5)
+    alone = D(gan.to_gan(x[[5, 5]]))                     # a group of one image: packed with itself
+    assert out[(0, 1)] == pytest.approx(torch.nn.functional.softplus(-alone).item(), rel=1e-5)
 
 
 def test_build_is_a_function_of_the_generator_and_leaves_global_rng_alone():
@@ -220,6 +249,8 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, c
     (["--sd-lambda", "nan"], "--sd-lambda"),
     (["--ema-decay", "1"], "--ema-decay"),
     (["--width", "0"], "--width"),
+    (["--pack", "0"], "--pack"),
+    (["--pack", "3"], "--pack"),                     # does not divide the batch of 64
     (["--epochs", "10", "--sd-epochs", "11"], "--sd-epochs"),
     (["--samples", "0"], "--samples"),
     (["--factor", "blue"], "blue"),
