@@ -846,7 +846,8 @@ def compare(results, paper, reading, out_dir=None):
                 continue
             body = side_by_side(agg, paper, k, f)
             title = f"Table {k}, {f}: our z (letters, {reading.summary} reading) | the paper's z (letter)"
-            text += ["", f"### {title}", "", "| digit | " + " | ".join(MODEL_ORDER) + " |", "|---" * 5 + "|"]
+            head = " | ".join(f"{m} ours | {m} paper" for m in MODEL_ORDER)
+            text += ["", f"### {title}", "", f"| digit | {head} |", "|---" * (1 + 2 * len(MODEL_ORDER)) + "|"]
             text += ["| " + " | ".join(r) + " |" for r in body]
     if out_dir:
         data.save_text("\n".join(text) + "\n", os.path.join(out_dir, "compare.md"))

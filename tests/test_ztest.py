@@ -610,6 +610,9 @@ def test_agreement_side_by_side_and_figures(tmp_path, capsys):
     assert "11/11 (100%)" in line               # rare 1 only: 11 cells (digits and 'all'), all M as the paper's
     text = (tmp_path / "out/compare.md").read_text()
     assert "| 1 | n/a | 17.05 (M) |" not in text and "Table 1, colour" in text
+    table = text[text.index("Table 1, colour"):].split("\n\n")[1].splitlines()
+    assert table[0].startswith("| digit | VAE ours | VAE paper | GAN ours | GAN paper |")
+    assert len({line.count("|") for line in table}) == 1   # header, rule and rows have as many cells
     assert (tmp_path / "fig/figure3-gan-colour-rare1.png").stat().st_size > 5000
     assert (tmp_path / "fig/table4-ours.png").stat().st_size > 5000
 
