@@ -35,6 +35,7 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+import PIL.Image
 import torch
 from scipy.stats import norm
 
@@ -935,8 +936,12 @@ def plot_samples(runs_dir, models, factor, rare, seed, path, n=8):
         ax.axis("off")
     fig.suptitle(f"D_r samples, {factor}, rare digit {rare}, seed {seed}", fontsize=9)
     fig.tight_layout()
-    data.atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
+    # 64 colours: the grid stays readable and the file small enough to commit (README: figures <= 150 KB)
+    image = PIL.Image.open(buf).convert("RGB").quantize(colors=64)
+    data.atomic_write(path, lambda fh: image.save(fh, format="png", optimize=True))
     return [m for m, _ in found]
 
 

@@ -625,3 +625,15 @@ def test_seed_agreement_counts_rows_with_one_letter_in_every_seed(tmp_path):
     rows = ztest.seed_agreement(ztest.aggregate(ztest.load_results([str(tmp_path)])))
     assert rows == [["GAN", "colour", "1", "0,1,2", "10/11", rows[0][5]]]  # digit 3 differs; Total stays M
     assert float(rows[0][5]) == 0.0                  # the other rows have the same z in every seed
+
+
+def test_sample_grid_is_small_enough_to_commit(tmp_path):
+    rng = np.random.default_rng(0)
+    for run in ("vae", "gan", "gan-sd", "ddpm"):   # noise: the worst case for PNG compression
+        x = rng.integers(0, 256, (64, 3, 28, 28), dtype=np.uint8)
+        os.makedirs(tmp_path / run / "colour-rare1-seed0")
+        np.savez(tmp_path / run / "colour-rare1-seed0" / "samples.npz", x=x)
+    path = tmp_path / "grid.png"
+    models = [("VAE", "vae"), ("GAN", "gan"), ("GAN-SD", "gan-sd"), ("DM", "ddpm")]
+    assert ztest.plot_samples(str(tmp_path), models, "colour", 1, 0, str(path)) == ["VAE", "GAN", "GAN-SD", "DM"]
+    assert 5_000 < path.stat().st_size <= 150_000               # README: committed figures are <= 150 KB
