@@ -421,7 +421,7 @@ def blur_bound(factor, sigma, root=None, cache_dir=None, device=None, data_seed=
 
 
 # --------------------------------------------------------------------------- main
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.error = data.fail
     g = p.add_mutually_exclusive_group()
@@ -440,7 +440,11 @@ def main(argv=None):
     p.add_argument("--data-seed", type=int, default=0, help="data seed of D_u and the test split (default: 0)")
     p.add_argument("--smoke", action="store_true", help="tiny subset, one epoch: for tests (default: off)")
     p.add_argument("--force", action="store_true", help="retrain even when cached (default: off)")
-    args = p.parse_args(argv)
+    return p
+
+
+def check(args):
+    """The factors and the --bound sigmas the options ask for; bad values get one line and exit 2."""
     factors = data.FACTORS if args.all else [args.factor or "colour"]
     if args.recipe not in RECIPES:
         data.fail(f"--recipe {args.recipe!r} not known; accepted: {', '.join(RECIPES)}")
@@ -455,6 +459,12 @@ def main(argv=None):
             data.fail("cars have one factor (colour) and no robustness report; drop --all / --factor / "
                       "--robustness / --bound")
         factors = ["colour"]
+    return factors, sigmas
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    factors, sigmas = check(args)
     try:
         device = data.pick_device(args.device)
         rows, reports = [], []
