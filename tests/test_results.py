@@ -35,3 +35,33 @@ def test_committed_tables_are_reproduced_from_the_committed_results(folder, tmp_
     assert made == sorted(f for f in os.listdir(committed) if not f.startswith(".")), "other files than committed"
     differ = [f for f in made if not filecmp.cmp(tmp_path / f, os.path.join(committed, f), shallow=False)]
     assert not differ, f"re-rendered tables differ from the committed ones: {differ}"
+
+
+SWEEP = os.path.join("results", "quick-sd-sweep")
+
+
+def _sweep_folders():
+    """Committed lambda<L> folders of the SD sweep, each with the two run folders it is rendered from:
+    the plain GAN and the GAN-SD with that lambda (gan-sd for the paper's 0.8, gan-sd<L> otherwise)."""
+    root = os.path.join(REPO, SWEEP)
+    if not os.path.isdir(root):
+        return []
+    out = []
+    for d in sorted(os.listdir(root)):
+        if d.startswith("lambda"):
+            lam = d[len("lambda"):]
+            out.append((d, [os.path.join(SWEEP, "gan"), os.path.join(SWEEP, "gan-sd" if lam == "0.8" else f"gan-sd{lam}")]))
+    return out
+
+
+@pytest.mark.skipif(not _sweep_folders(), reason="no committed SD sweep under results/quick-sd-sweep yet")
+@pytest.mark.parametrize("folder,runs", _sweep_folders() or [("none", [])])
+def test_committed_sd_sweep_tables_are_reproduced(folder, runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    committed = os.path.join(SWEEP, folder)
+    ztest.main([*runs, "--out-dir", str(tmp_path)])
+    capsys.readouterr()
+    made = sorted(os.listdir(tmp_path))
+    assert made == sorted(f for f in os.listdir(committed) if not f.startswith(".")), "other files than committed"
+    differ = [f for f in made if not filecmp.cmp(tmp_path / f, os.path.join(committed, f), shallow=False)]
+    assert not differ, f"re-rendered sweep tables differ from the committed ones: {differ}"
