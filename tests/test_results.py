@@ -1,5 +1,6 @@
 """The committed quick study (results/quick/, issue 21): its tables re-render from its result files alone,
-byte for byte, under every reading, without training and without the data.
+byte for byte, under every reading, without training and without the data; so do the SD sweep's
+(results/quick-sd-sweep/lambda<L>/, the GAN next to the GAN-SD with that lambda).
 
     python -m pytest -q tests/test_results.py
 """
@@ -29,12 +30,17 @@ def test_committed_tables_are_reproduced_from_the_committed_results(folder, tmp_
     monkeypatch.chdir(REPO)                       # rows.csv names each result file by its path from here
     committed = os.path.join(STUDY, folder)
     assert os.path.isdir(committed), f"{committed} is missing: render it with python ztest.py {STUDY} --out-dir ..."
-    ztest.main([STUDY, *READINGS[folder], "--out-dir", str(tmp_path)])
+    _assert_rerenders([STUDY, *READINGS[folder]], committed, tmp_path, capsys)
+
+
+def _assert_rerenders(ztest_args, committed, out, capsys):
+    """ztest.py ztest_args --out-dir out makes exactly the files of the committed folder, byte for byte."""
+    ztest.main([*ztest_args, "--out-dir", str(out)])
     capsys.readouterr()
-    made = sorted(os.listdir(tmp_path))
+    made = sorted(os.listdir(out))
     assert made == sorted(f for f in os.listdir(committed) if not f.startswith(".")), "other files than committed"
-    differ = [f for f in made if not filecmp.cmp(tmp_path / f, os.path.join(committed, f), shallow=False)]
-    assert not differ, f"re-rendered tables differ from the committed ones: {differ}"
+    differ = [f for f in made if not filecmp.cmp(out / f, os.path.join(committed, f), shallow=False)]
+    assert not differ, f"re-rendered tables differ from the committed ones in {committed}: {differ}"
 
 
 SWEEP = os.path.join("results", "quick-sd-sweep")
@@ -59,9 +65,4 @@ def _sweep_folders():
 def test_committed_sd_sweep_tables_are_reproduced(folder, runs, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     committed = os.path.join(SWEEP, folder)
-    ztest.main([*runs, "--out-dir", str(tmp_path)])
-    capsys.readouterr()
-    made = sorted(os.listdir(tmp_path))
-    assert made == sorted(f for f in os.listdir(committed) if not f.startswith(".")), "other files than committed"
-    differ = [f for f in made if not filecmp.cmp(tmp_path / f, os.path.join(committed, f), shallow=False)]
-    assert not differ, f"re-rendered sweep tables differ from the committed ones: {differ}"
+    _assert_rerenders(runs, committed, tmp_path, capsys)
