@@ -1,4 +1,4 @@
-"""The committed quick study (results/quick/, issue 21): its tables re-render from its result files alone,
+"""The committed quick study (results/quick/): its tables re-render from its result files alone,
 byte for byte, under every reading, without training and without the data; so do the SD sweep's
 (results/quick-sd-sweep/lambda<L>/, the GAN next to the GAN-SD with that lambda).
 

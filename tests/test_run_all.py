@@ -1,4 +1,4 @@
-"""Tests of run_all.sh, the grid runner (issue 7).
+"""Tests of run_all.sh, the grid runner.
 
 Most tests drive the runner with a FAKE interpreter (`--python <tmp>/fakepy`): a small Python script
 that stands in for `python vae.py ...` / `python ztest.py ...`, writes the files a real script would
