@@ -8,12 +8,15 @@ small_mnist_root  always the fixture: tests/data/mnist-small.npz, 3,000 train + 
                   still goes through torchvision.
 real_mnist_root   the real MNIST root, or the test is skipped with the reason.
 cache_dir         one writable cache folder for the whole session (renderings are reused across tests).
+one_thread        one torch thread for the test: tiny tensors on a busy 2-core machine spin threads
+                  (30x slower than one thread there); modules use it with pytest.mark.usefixtures.
 """
 import os
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -71,3 +74,11 @@ def real_mnist_root():
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("rgf-cache"))
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -172,10 +172,9 @@ def _bars(n, seed):
     return x, f
 
 
-def test_augmentation_keeps_a_stroke_width_call_under_blur(monkeypatch):
+def test_augmentation_keeps_a_stroke_width_call_under_blur(monkeypatch, one_thread):
     """The degraded-input test: trained on crisp strokes only, a factor oracle calls blurred thin strokes
     thick (blur widens them); trained with the robust recipe's degradations, it still reads the width."""
-    torch.set_num_threads(1)
     x, f = _bars(3000, 0)
     xt, ft = _bars(1000, 100)
     called = {}
