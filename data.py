@@ -2,9 +2,13 @@
 
 MNIST with the five generative factors (colour and the four Morpho-MNIST perturbations: thinning,
 thickening, swelling, fracture), the balanced dataset D_u and the skewed dataset D_r of section 4,
-and the CompCars subset (Volkswagen / Toyota in black / white). It also holds the few helpers that
-every script shares (one-line errors, atomic files, progress bars, locks, device and seeds), since it
-is the module that all the others import.
+and the CompCars subset (Volkswagen / Toyota in black / white). Since it is the module that all the
+others import, it also holds what every script shares: the small helpers (one-line errors, atomic
+files, progress bars, locks, device and seeds) and the run steps that vae.py, gan.py and ddpm.py call
+from their own training loops (common options, run folders, the data of a cell, checkpoints with RNG
+states, samples). In reading order: helpers; data roots and loading; colour and the Morpho-MNIST
+perturbations (a per-image reference pipeline, then the fast batched one); the rendering cache; the
+datasets D_u, D_r, val and test; CompCars; the run steps; the command line.
 
     python data.py --factor thin --rare 1 --out preview.png   # labelled grid + per-class counts
     python data.py --benchmark                                  # time all 70k digits x 5 renderings

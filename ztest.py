@@ -4,15 +4,19 @@ Paper: "Do Generative Models Learn Rare Generative Factors?", section 4 (framewo
 and section 6 (Tables 1-4). In reading order:
 
 - statistics: z_score (eq. 1), the two-sided p-value, the L/M/? verdict, z_table, and our extensions
-  (--test two-sample, Holm / Benjamini-Hochberg corrections, Cohen's h);
+  (--test two-sample, Holm / Benjamini-Hochberg corrections, Cohen's h, the equivalence test, the
+  readable-samples reading and the baseline letter);
+- sample quality: how readable the samples are (the label oracle's confident fraction), the class
+  histogram, the Fréchet distance, and warnings for mode collapse and for a D_u model that is not the
+  balanced baseline;
 - tables: Tables 1/2 (z per digit), Table 3 (cars) and Table 4 (L/M summary) from result files, as
   text, Markdown, LaTeX, CSV and JSON, with several seeds aggregated per cell;
-- sample quality: how readable the samples are (the label oracle's confident fraction), the class
-  histogram, and warnings for mode collapse and for a D_u model that is not the balanced baseline;
 - audit: the oracles label any generator's samples, and eq. 1 compares them;
-- the steps the model scripts share (vae.py, gan.py and ddpm.py own their training loops and call
-  these): common options, run folders, the data, checkpoints with RNG states, samples, and `evaluate`,
-  which labels the samples, prints the z-table and saves result.json.
+- evaluation of a model script's run: `evaluate`, which vae.py, gan.py and ddpm.py call after their own
+  training loops (the other run steps they share are in data.py); it labels the samples, prints the
+  z-table and saves result.json;
+- read last, for results/README.md only: the paper's Tables 1, 2 and 4 side by side with ours
+  (--paper) and the figures (--figures).
 
 Imports run one way: data -> oracles -> ztest -> vae, gan, ddpm.
 
@@ -748,6 +752,155 @@ def export(results, tabs, agg, out_dir, reading=Reading()):
     print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")
 
 
+# --------------------------------------------------------------------------- audit: any generator's samples
+def load_samples(path, shape):
+    """uint8 samples [N, *shape] from an .npz (key x or samples, or its only array) or .npy file."""
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read samples {path}: {e}") from None
+    if isinstance(z, np.lib.npyio.NpzFile):
+        keys = [k for k in ("x", "samples") if k in z.files] or z.files
+        if len(keys) != 1 and keys[0] not in ("x", "samples"):
+            raise ValueError(f"{path}: which array? keys {z.files}; accepted: x, samples, or a single array")
+        z = z[keys[0]]
+    if z.dtype != np.uint8 or z.ndim != 4 or tuple(z.shape[1:]) != tuple(shape) or not len(z):
+        raise ValueError(f"{path}: samples are {z.dtype} {tuple(z.shape)}; accepted: uint8 [N,{','.join(map(str, shape))}]")
+    return z
+
+
+def real_references(dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None, data_seed=0):
+    """Real held-out images distributed as D_u and as D_r: {"u": (x, y, f), "r": (x, y, f)}. MNIST: every
+    test digit once (data.reference_digits); cars: the test images, and for D_r the white Volkswagens and
+    black Toyotas among them."""
+    if dataset == "cars":
+        x, y, f = data.make_cars_dataset(data.data_root(root), split="test", size=CAR_SIZE, seed=data_seed)
+        keep = f == (y == 0)
+        return {"u": (x, y, f), "r": (x[keep], y[keep], f[keep])}
+    return {w: data.reference_digits(factor, w, rare, p_in, p_out, data_seed, root, cache_dir) for w in ("u", "r")}
+
+
+def label_samples(orc, samples, dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None,
+                  data_seed=0, min_n=MIN_N):
+    """Section 4, step 4, for the samples {"u": uint8 [M,3,H,W], "r": ...} of the models trained on D_u
+    and D_r: the oracles label every sample. Returns (counts, readable, quality): the per-class counts of
+    all samples (eq. 1's input), those of the readable reading at every threshold (readable_counts), and
+    the sample-quality report, with the Fréchet distance to real held-out images and the label oracle's
+    confident share on real images with and without the factor."""
+    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
+    calls = {w: oracles.classify(orc, samples[w]) for w in ("u", "r")}
+    probs = {w: oracles.predict_proba(orc, samples[w]) for w in ("u", "r")}
+    counts = {w: count_classes(*calls[w], len(classes)) for w in ("u", "r")}
+    readable = {w: readable_counts(*calls[w], *probs[w], len(classes)) for w in ("u", "r")}
+    refs = real_references(dataset, factor, rare, p_in, p_out, root, cache_dir, data_seed)
+    fd = frechet_report({w: oracles.features(orc, samples[w][:FD_N]) for w in ("u", "r")},
+                        {w: oracles.features(orc, refs[w][0]) for w in ("u", "r")})
+    sure, f_real = oracles.predict_proba(orc, refs["u"][0])[0].max(1) > CONFIDENT, refs["u"][2]
+    real = {f"confident_f{v}": float(sure[f_real == v].mean()) for v in (0, 1)}
+    q = quality({w: probs[w][0] for w in ("u", "r")}, counts, classes, min_n,
+                factors={w: calls[w][1] for w in ("u", "r")}, fd=fd, real=real, soft=softness_report(samples, orc))
+    return counts, readable, q
+
+
+def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=None, cache_dir=None,
+          device="auto", data_seed=0, smoke=False, min_n=MIN_N, recipe="robust"):
+    """Evaluate any generator: its samples from the D_u model (file u) and the D_r model (file r) are
+    classified by the oracles and compared with eq. 1. Returns a result dict (render it like ours)."""
+    shape = (3, CAR_SIZE, CAR_SIZE) if dataset == "cars" else (3, 28, 28)
+    su, sr = load_samples(u, shape), load_samples(r, shape)
+    dev = data.pick_device(device)
+    orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=dev, data_seed=data_seed,
+                               smoke=smoke, recipe_name=recipe)
+    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
+    counts, readable, q = label_samples(orc, {"u": su, "r": sr}, dataset, factor, rare, root=root,
+                                        cache_dir=cache_dir, data_seed=data_seed, min_n=min_n)
+    res = {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
+           "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": len(sr),
+           "classes": list(classes), "counts": counts, "readable": readable, "min_n": min_n,
+           "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
+           "oracle_recipe": recipe,
+           "quality": q, "dirs": {"u": u, "r": r}, "device": str(dev),
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    res["rows"] = _rows(res, Reading(min_n=min_n))
+    return res
+
+
+# --------------------------------------------------------------------------- evaluation of a model script's run
+# The model scripts (vae.py, gan.py, ddpm.py) own their training loops and take the shared run steps from
+# data.py; the evaluation, which needs the oracles and the z-test, is here.
+def finished_result(dirs, args, eval_keys=()):
+    """The saved result of this cell when it is done with the same settings (printed again), else None.
+    With --force, or --stage u, nothing counts as done."""
+    path = os.path.join(dirs["r"], "result.json")
+    if args.force or args.stage == "u" or not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        res = json.load(fh)
+    if res.get("oracle_recipe", "paper") != args.oracles:     # other oracles: label the samples again
+        return None
+    data.check_identity(path, res["identity"], json.loads(data.sample_key(args, "r", eval_keys)))
+    print(f"{path} exists: cell already done (use --force to redo it)")
+    print(format_rows(_rows(res, Reading(min_n=args.min_n)), _title(res)))
+    if "quality" in res:
+        print(format_quality(res["quality"], res["classes"]))
+    return res
+
+
+def _title(res):
+    skew = "" if (res["p_in"], res["p_out"]) == (1.0, 0.0) else f", p_in {res['p_in']:g}, p_out {res['p_out']:g}"
+    what = "cars" if res["dataset"] == "cars" else res["factor"]
+    return f"{res['model']}, {what}, rare class {res['classes'][res['rare']]}{skew}, seed {res['seed']}"
+
+
+def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
+    """Section 4, steps 4-5: the oracles label the M samples of the D_u and the D_r model, eq. 1 compares
+    the factor's share per class, the z-table is printed and saved as result.json in the D_r folder.
+    runs: {"u": (samples, history, timings), "r": (...)}, as the script's training returned them; with
+    --stage r the D_u samples come from an earlier run. Returns the result, or None when there is
+    nothing to compare yet (--stage u, or no D_u samples)."""
+    if args.stage == "u":
+        return None
+    if "u" not in runs:
+        su = data.cached_samples(dirs["u"], args, "u", eval_keys)
+        if su is None:
+            print(f"no D_u samples in {dirs['u']} yet: run --stage u (or both) for the z-test")
+            return None
+        runs = {"u": (su, {}, {}), **runs}
+    times = {f"{k}_{w}": v for w in ("u", "r") for k, v in runs[w][2].items()}
+    t0 = time.time()
+    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
+                               device=device, data_seed=args.data_seed, smoke=args.smoke, recipe_name=args.oracles)
+    times["oracles"] = time.time() - t0
+    t0 = time.time()
+    counts, readable, q = label_samples(orc, {w: runs[w][0] for w in ("u", "r")}, args.dataset, args.factor,
+                                        args.rare, args.p_in, args.p_out, args.data_root, args.cache_dir,
+                                        args.data_seed, args.min_n)
+    times["classify"] = time.time() - t0
+    classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
+    below = {k: v for k, v in orc["acc"].items() if v < orc["target"]}
+    if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
+        print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
+              f" < {orc['target']:.0%}): verdicts of this cell are not trustworthy", file=sys.stderr)
+    hist = {w: runs[w][1] for w in ("u", "r") if w in data.stages(args)}
+    res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
+           "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
+           "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
+           "readable": readable, "test": "one-sample", "correction": "none", "min_n": args.min_n,
+           "margin": MARGIN, "baseline_dev": BASELINE_DEV, "confidence": CONFIDENT,
+           "oracle_acc": orc["acc"], "oracle_recipe": args.oracles,
+           "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
+           "timings": times, "dirs": dirs, "history": hist, "config": vars(args),
+           "identity": json.loads(data.sample_key(args, "r", eval_keys)), "torch": torch.__version__,
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    res["quality"], res["rows"] = q, _rows(res, Reading(min_n=args.min_n))
+    print(format_rows(res["rows"], _title(res)))
+    print(format_quality(res["quality"], classes))
+    data.save_json(res, os.path.join(dirs["r"], "result.json"))
+    print(f"saved {os.path.join(dirs['r'], 'result.json')}")
+    return res
+
+
+
 # --------------------------------------------------------------------------- the paper's tables, side by side
 LETTER_COLOURS = {"L": "#4daf4a", "M": "#e41a1c", "n": "#cccccc", "b": "#ff9f1c", "?": "#984ea3", "-": "#666666",
                   "i": "#ffe066", "x": "#ffffff"}
@@ -967,155 +1120,6 @@ def figures(results, out_dir, paper=None, runs_dir=None, reading=Reading()):
         if plot_samples(runs_dir, models, "colour", 1, 0, path):
             written.append(path)
     return written
-
-
-# --------------------------------------------------------------------------- audit: any generator's samples
-def load_samples(path, shape):
-    """uint8 samples [N, *shape] from an .npz (key x or samples, or its only array) or .npy file."""
-    try:
-        z = np.load(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read samples {path}: {e}") from None
-    if isinstance(z, np.lib.npyio.NpzFile):
-        keys = [k for k in ("x", "samples") if k in z.files] or z.files
-        if len(keys) != 1 and keys[0] not in ("x", "samples"):
-            raise ValueError(f"{path}: which array? keys {z.files}; accepted: x, samples, or a single array")
-        z = z[keys[0]]
-    if z.dtype != np.uint8 or z.ndim != 4 or tuple(z.shape[1:]) != tuple(shape) or not len(z):
-        raise ValueError(f"{path}: samples are {z.dtype} {tuple(z.shape)}; accepted: uint8 [N,{','.join(map(str, shape))}]")
-    return z
-
-
-def real_references(dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None, data_seed=0):
-    """Real held-out images distributed as D_u and as D_r: {"u": (x, y, f), "r": (x, y, f)}. MNIST: every
-    test digit once (data.reference_digits); cars: the test images, and for D_r the white Volkswagens and
-    black Toyotas among them."""
-    if dataset == "cars":
-        x, y, f = data.make_cars_dataset(data.data_root(root), split="test", size=CAR_SIZE, seed=data_seed)
-        keep = f == (y == 0)
-        return {"u": (x, y, f), "r": (x[keep], y[keep], f[keep])}
-    return {w: data.reference_digits(factor, w, rare, p_in, p_out, data_seed, root, cache_dir) for w in ("u", "r")}
-
-
-def label_samples(orc, samples, dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None,
-                  data_seed=0, min_n=MIN_N):
-    """Section 4, step 4, for the samples {"u": uint8 [M,3,H,W], "r": ...} of the models trained on D_u
-    and D_r: the oracles label every sample. Returns (counts, readable, quality): the per-class counts of
-    all samples (eq. 1's input), those of the readable reading at every threshold (readable_counts), and
-    the sample-quality report, with the Fréchet distance to real held-out images and the label oracle's
-    confident share on real images with and without the factor."""
-    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
-    calls = {w: oracles.classify(orc, samples[w]) for w in ("u", "r")}
-    probs = {w: oracles.predict_proba(orc, samples[w]) for w in ("u", "r")}
-    counts = {w: count_classes(*calls[w], len(classes)) for w in ("u", "r")}
-    readable = {w: readable_counts(*calls[w], *probs[w], len(classes)) for w in ("u", "r")}
-    refs = real_references(dataset, factor, rare, p_in, p_out, root, cache_dir, data_seed)
-    fd = frechet_report({w: oracles.features(orc, samples[w][:FD_N]) for w in ("u", "r")},
-                        {w: oracles.features(orc, refs[w][0]) for w in ("u", "r")})
-    sure, f_real = oracles.predict_proba(orc, refs["u"][0])[0].max(1) > CONFIDENT, refs["u"][2]
-    real = {f"confident_f{v}": float(sure[f_real == v].mean()) for v in (0, 1)}
-    q = quality({w: probs[w][0] for w in ("u", "r")}, counts, classes, min_n,
-                factors={w: calls[w][1] for w in ("u", "r")}, fd=fd, real=real, soft=softness_report(samples, orc))
-    return counts, readable, q
-
-
-def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=None, cache_dir=None,
-          device="auto", data_seed=0, smoke=False, min_n=MIN_N, recipe="robust"):
-    """Evaluate any generator: its samples from the D_u model (file u) and the D_r model (file r) are
-    classified by the oracles and compared with eq. 1. Returns a result dict (render it like ours)."""
-    shape = (3, CAR_SIZE, CAR_SIZE) if dataset == "cars" else (3, 28, 28)
-    su, sr = load_samples(u, shape), load_samples(r, shape)
-    dev = data.pick_device(device)
-    orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=dev, data_seed=data_seed,
-                               smoke=smoke, recipe_name=recipe)
-    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else MNIST_CLASSES
-    counts, readable, q = label_samples(orc, {"u": su, "r": sr}, dataset, factor, rare, root=root,
-                                        cache_dir=cache_dir, data_seed=data_seed, min_n=min_n)
-    res = {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
-           "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": len(sr),
-           "classes": list(classes), "counts": counts, "readable": readable, "min_n": min_n,
-           "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
-           "oracle_recipe": recipe,
-           "quality": q, "dirs": {"u": u, "r": r}, "device": str(dev),
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    res["rows"] = _rows(res, Reading(min_n=min_n))
-    return res
-
-
-# --------------------------------------------------------------------------- evaluation of a model script's run
-# The model scripts (vae.py, gan.py, ddpm.py) own their training loops and take the shared run steps from
-# data.py; the evaluation, which needs the oracles and the z-test, is here.
-def finished_result(dirs, args, eval_keys=()):
-    """The saved result of this cell when it is done with the same settings (printed again), else None.
-    With --force, or --stage u, nothing counts as done."""
-    path = os.path.join(dirs["r"], "result.json")
-    if args.force or args.stage == "u" or not os.path.exists(path):
-        return None
-    with open(path) as fh:
-        res = json.load(fh)
-    if res.get("oracle_recipe", "paper") != args.oracles:     # other oracles: label the samples again
-        return None
-    data.check_identity(path, res["identity"], json.loads(data.sample_key(args, "r", eval_keys)))
-    print(f"{path} exists: cell already done (use --force to redo it)")
-    print(format_rows(_rows(res, Reading(min_n=args.min_n)), _title(res)))
-    if "quality" in res:
-        print(format_quality(res["quality"], res["classes"]))
-    return res
-
-
-def _title(res):
-    skew = "" if (res["p_in"], res["p_out"]) == (1.0, 0.0) else f", p_in {res['p_in']:g}, p_out {res['p_out']:g}"
-    what = "cars" if res["dataset"] == "cars" else res["factor"]
-    return f"{res['model']}, {what}, rare class {res['classes'][res['rare']]}{skew}, seed {res['seed']}"
-
-
-def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
-    """Section 4, steps 4-5: the oracles label the M samples of the D_u and the D_r model, eq. 1 compares
-    the factor's share per class, the z-table is printed and saved as result.json in the D_r folder.
-    runs: {"u": (samples, history, timings), "r": (...)}, as the script's training returned them; with
-    --stage r the D_u samples come from an earlier run. Returns the result, or None when there is
-    nothing to compare yet (--stage u, or no D_u samples)."""
-    if args.stage == "u":
-        return None
-    if "u" not in runs:
-        su = data.cached_samples(dirs["u"], args, "u", eval_keys)
-        if su is None:
-            print(f"no D_u samples in {dirs['u']} yet: run --stage u (or both) for the z-test")
-            return None
-        runs = {"u": (su, {}, {}), **runs}
-    times = {f"{k}_{w}": v for w in ("u", "r") for k, v in runs[w][2].items()}
-    t0 = time.time()
-    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
-                               device=device, data_seed=args.data_seed, smoke=args.smoke, recipe_name=args.oracles)
-    times["oracles"] = time.time() - t0
-    t0 = time.time()
-    counts, readable, q = label_samples(orc, {w: runs[w][0] for w in ("u", "r")}, args.dataset, args.factor,
-                                        args.rare, args.p_in, args.p_out, args.data_root, args.cache_dir,
-                                        args.data_seed, args.min_n)
-    times["classify"] = time.time() - t0
-    classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else MNIST_CLASSES
-    below = {k: v for k, v in orc["acc"].items() if v < orc["target"]}
-    if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
-        print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
-              f" < {orc['target']:.0%}): verdicts of this cell are not trustworthy", file=sys.stderr)
-    hist = {w: runs[w][1] for w in ("u", "r") if w in data.stages(args)}
-    res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
-           "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
-           "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
-           "readable": readable, "test": "one-sample", "correction": "none", "min_n": args.min_n,
-           "margin": MARGIN, "baseline_dev": BASELINE_DEV, "confidence": CONFIDENT,
-           "oracle_acc": orc["acc"], "oracle_recipe": args.oracles,
-           "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
-           "timings": times, "dirs": dirs, "history": hist, "config": vars(args),
-           "identity": json.loads(data.sample_key(args, "r", eval_keys)), "torch": torch.__version__,
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    res["quality"], res["rows"] = q, _rows(res, Reading(min_n=args.min_n))
-    print(format_rows(res["rows"], _title(res)))
-    print(format_quality(res["quality"], classes))
-    data.save_json(res, os.path.join(dirs["r"], "result.json"))
-    print(f"saved {os.path.join(dirs['r'], 'result.json')}")
-    return res
-
 
 
 # --------------------------------------------------------------------------- main
