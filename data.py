@@ -49,88 +49,12 @@ CAR_SIZE = 64                      # CompCars images are resized to 64x64
 # Every script stops on bad input and writes its files through these few functions, so that each
 # of those things is done one way. They sit here, at the bottom of the import chain
 # (data -> oracles -> ztest -> vae, gan, ddpm), because data.py needs them too.
-def fail(msg, code=2):
-    """Stop with one line on stderr, '<script>: error: <msg>', and an exit code (2: bad input, 1: a run
-    that failed); never a traceback."""
-    print(f"{os.path.basename(sys.argv[0])}: error: {msg}", file=sys.stderr)
-    sys.exit(code)
+from study.runs import (fail, atomic_write, json_safe, save_json, save_text, text_grid, progress,  # noqa: E402
+                        file_lock, NOT_TRAINING, identity, sample_key, check_identity, open_checkpoint, EMA,
+                        restore, save_checkpoint, save_csv, save_config, stop_if_not_finite, log_epoch,
+                        cached_samples, save_samples, save_grid, Checkpoint)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path, write, mode="wb"):
-    """Write `path` with write(fh) into a temp file in the same folder, then os.replace: a reader never
-    sees a half-written file. The file gets the usual permissions (0666 less the umask), not the 0600 of
-    the temp file, so that collaborators on a shared machine can read results."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def json_safe(v):
-    """NaN/inf -> null, numpy scalars -> Python, tuples -> lists: standard JSON."""
-    if isinstance(v, dict):
-        return {str(k): json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [json_safe(x) for x in v]
-    if isinstance(v, (np.integer, np.bool_)):
-        return v.item()
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    return v
-
-
-def save_json(obj, path):
-    atomic_write(path, lambda fh: fh.write(json.dumps(json_safe(obj), indent=1, allow_nan=False)), mode="w")
-
-
-def save_text(text, path):
-    atomic_write(path, lambda fh: fh.write(text), mode="w")
-
-
-def text_grid(head, body):
-    """Rows of cells as right-aligned text columns under a header line."""
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
-
-
-def progress(iterable, desc="", total=None, **kw):
-    """A tqdm bar that vanishes when done; in logs (no terminal) it updates every 10 s only."""
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
-                mininterval=0.1 if sys.stderr.isatty() else 10.0, **kw)
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    """An exclusive fcntl lock on `path`, held until the block ends (released if the process dies)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for {path}: another run holds it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def pick_device(spec="auto", announce=True):
@@ -777,8 +701,6 @@ def make_cars_dataset(root, rare=False, split="train", size=64, seed=0):
 # checkpoints with RNG states, samples. The last step, ztest.evaluate, labels the samples and runs eq. 1.
 
 # Options that never change a trained model; every other option is part of a checkpoint's identity.
-NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke",
-                "min_n", "oracles")
 # Common presets; a model script's presets override them, an explicit option overrides both.
 BASE_PRESETS = {"quick": {}, "smoke": {"samples": 100, "subset": 300}}
 MIN_N = 30                    # ztest's minimum-count rule: fewer samples of a class is "too few samples"
@@ -932,174 +854,12 @@ def image_shape(args):
     return (3, CAR_SIZE, CAR_SIZE) if args.dataset == "cars" else (3, 28, 28)
 
 
-def identity(args, which, eval_keys=()):
-    """The options that define a trained model (D_u ignores the rare class and the skew). eval_keys:
-    options that change only sampling (a sampler's step count), never the model."""
-    skip = set(NOT_TRAINING) | set(eval_keys) | ({"rare", "p_in", "p_out"} if which == "u" else set())
-    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
-
-
-def sample_key(args, which, eval_keys):
-    return json.dumps({**identity(args, which, eval_keys), "samples": args.samples,
-                       **{k: getattr(args, k) for k in eval_keys}}, sort_keys=True)
-
-
-def check_identity(path, saved, ident):
-    diff = sorted(k for k in set(saved) | set(ident) if saved.get(k) != ident.get(k))
-    if diff:
-        was = ", ".join(f"{k}={saved.get(k)!r} (now {ident.get(k)!r})" for k in diff)
-        fail(f"{path} was made with other settings: {was}; use --force to redo it or --out for a "
-                  f"separate folder")
-
-
-def open_checkpoint(cell, args, which, started, eval_keys=()):
-    """The checkpoint in `cell` to resume from (a dict), or None to train afresh. One made with other
-    settings is refused with one line that names them (exit 2). --force trains afresh, except a D_u
-    model that a parallel run, also forced, finished after this run `started` (a time.time())."""
-    path = os.path.join(cell, "ckpt.pt")
-    if not os.path.exists(path):
-        return None
-    ck = torch.load(path, map_location="cpu", weights_only=False)   # our own file: it holds RNG states
-    if args.force and not (which == "u" and ck["epoch"] >= args.epochs and os.path.getmtime(path) >= started):
-        return None
-    if "state" not in ck:
-        fail(f"{path} was written by an older version of this script; use --force to retrain")
-    check_identity(path, ck["identity"], identity(args, which, eval_keys))
-    return ck
-
-
-class EMA:
-    """Exponential moving average of a network's weights, used for sampling: the DDPM's (Ho et al.,
-    Appendix B) and the GAN generator's (Yazici et al. 2019). state_dict / load_state_dict let the
-    checkpoint keep it beside the network. Buffers (BatchNorm statistics) are not averaged: they belong
-    to the weights that made them, so a model with BatchNorm re-estimates them before sampling."""
-
-    def __init__(self, net, decay):
-        self.net, self.decay = copy.deepcopy(net).requires_grad_(False).eval(), decay
-        self.updates = torch.zeros((), dtype=torch.long)   # steps taken; a CPU scalar: no GPU sync per step
-
-    @torch.no_grad()
-    def update(self, net):
-        self.updates += 1
-        # warm-up (as in TensorFlow's ExponentialMovingAverage): early weights are forgotten quickly.
-        d = ((1 + self.updates) / (10 + self.updates)).clamp(max=self.decay).float()
-        for e, p in zip(self.net.parameters(), net.parameters()):
-            e.lerp_(p, 1 - d)                                    # e <- d e + (1 - d) p
-
-    def state_dict(self):
-        return {"net": self.net.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state):
-        self.net.load_state_dict(state["net"])
-        self.updates.copy_(state["updates"])
-
-
-def _rng_state(gen):
-    return {"gen": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
-
-
-def restore(ck, parts, gen, label):
-    """Load every named part (modules, optimisers, a GradScaler: anything with load_state_dict) and the
-    RNG states from checkpoint `ck`. Returns (epochs done, history, extra); (0, [], None) when ck is None."""
-    if ck is None:
-        return 0, [], None
-    for name, part in parts.items():
-        part.load_state_dict(ck["state"][name])
-    rng = ck["rng"]
-    gen.set_state(rng["gen"])
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    print(f"{label}: resuming after epoch {ck['epoch']}")
-    return ck["epoch"], ck["history"], ck.get("extra")
-
-
-def save_checkpoint(cell, parts, gen, epoch, args, which, history, extra=None, eval_keys=()):
-    """After each epoch: ckpt.pt (atomic) with every named part's state_dict, the epoch, the RNG states,
-    the settings and the history (and `extra`, anything picklable the script wants back on resume);
-    then history.csv, the losses per epoch."""
-    ck = {"state": {name: part.state_dict() for name, part in parts.items()}, "epoch": epoch,
-          "rng": _rng_state(gen), "config": vars(args), "identity": identity(args, which, eval_keys),
-          "history": history, "extra": extra}
-    atomic_write(os.path.join(cell, "ckpt.pt"), lambda fh: torch.save(ck, fh))
-    save_csv(history, os.path.join(cell, "history.csv"))
-
-
-def save_csv(rows, path):
-    """A list of dicts as CSV (columns in order of first appearance), written atomically."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    save_text(buf.getvalue(), path)
-
-
-def save_config(cell, which, n_images, device, args):
-    save_json({"which": which, "images": n_images, "device": str(device), "torch": torch.__version__,
-                    "config": vars(args)}, os.path.join(cell, "config.json"))
-
-
-def stop_if_not_finite(losses, label, epoch, cell):
-    """A NaN or infinite loss ends the run with one line (exit 1); the last good checkpoint stays."""
-    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-    if bad:
-        fail(f"{label} training stopped: non-finite loss in epoch {epoch + 1} ("
-                  + ", ".join(f"{k}={v}" for k, v in bad.items()) + f"). The last good checkpoint (epoch "
-                  f"{epoch}) is kept in {os.path.join(cell, 'ckpt.pt')}; rerun with --force and a lower --lr "
-                  f"or another --seed", code=1)
-
-
-def log_epoch(label, history, args, device, first):
-    """One line per epoch; after the first epoch of a long CPU run, how long the rest will take."""
-    row = history[-1]
-    print(f"{label} epoch {row['epoch']}/{args.epochs}  " + "  ".join(
-        f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
-    left = row["seconds"] * (args.epochs - row["epoch"])
-    if first and device.type == "cpu" and not (args.quick or args.smoke) and left > 900:
-        print(f"{label}: about {left / 60:.0f} more minutes on this CPU; --quick is the CPU preset")
-
-
 def sampling_generator(seed, device):
     """Sampling draws from its own stream, so that M samples do not depend on how training ended."""
     return torch.Generator(device=device).manual_seed(seed + SAMPLING_SEED)
 
 
-def cached_samples(cell, args, which, eval_keys=()):
-    """The samples saved in `cell` by a run with the same settings (same model, M and sampler), or None."""
-    path = os.path.join(cell, "samples.npz")
-    if os.path.exists(path):
-        with np.load(path) as z:
-            if str(z["key"]) == sample_key(args, which, eval_keys):
-                return z["x"]
-    return None
 
-
-def save_samples(cell, x, args, which, eval_keys=()):
-    """samples.npz (uint8 [M,3,H,W], keyed by the settings) and samples.png, a 10x10 grid of the first 100."""
-    x = x.cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
-    if x.dtype != np.uint8 or x.shape != (args.samples,) + image_shape(args):
-        fail(f"sampling gave {x.dtype} {x.shape}; expected uint8 {(args.samples,) + image_shape(args)}",
-                  code=1)
-    key = np.array(sample_key(args, which, eval_keys))
-    atomic_write(os.path.join(cell, "samples.npz"), lambda fh: np.savez_compressed(fh, x=x, key=key))
-    save_grid(x, os.path.join(cell, "samples.png"))
-    return x
-
-
-def save_grid(images, path, rows=10):
-    """A rows x rows grid PNG of the first rows^2 uint8 images [N,3,H,W] (black where fewer)."""
-    from PIL import Image
-    x = np.asarray(images, dtype=np.uint8)[: rows * rows]
-    n, c, h, w = x.shape
-    grid = np.zeros((rows * h, rows * w, 3), dtype=np.uint8)
-    for i in range(n):
-        grid[(i // rows) * h:(i // rows + 1) * h, (i % rows) * w:(i % rows + 1) * w] = x[i].transpose(1, 2, 0)
-    atomic_write(path, lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
 
 
 
