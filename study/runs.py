@@ -1,4 +1,4 @@
-"""Run plumbing: one-line errors, atomic files, locks, and the checkpoint of a training run.
+"""Run plumbing: one-line errors, atomic files, locks, device and seeds, the checkpoint of a training run.
 
 The model scripts reach this module through data.py (data.Checkpoint, data.fail, ...), never directly.
 It imports nothing from the project, so every other module can use it.
@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import tempfile
 
@@ -116,6 +117,63 @@ def file_lock(path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --- device, seeds and mixed precision -------------------------------------------------------------
+def pick_device(spec="auto", announce=True):
+    """auto -> CUDA when available, else the CPU; cpu; cuda; cuda:N. An unavailable one raises ValueError."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(spec))
+    if not m:
+        raise ValueError(f"--device {spec!r} not understood; accepted: auto, cpu, cuda, cuda:N")
+    if spec != "cpu":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or int(m.group(1) or 0) >= n:
+            raise ValueError(f"--device {spec}: no such CUDA device ({n} visible); accepted: auto, cpu"
+                             + (f", cuda:0..{n - 1}" if n else ""))
+    device = torch.device(spec)
+    if device.type == "cuda" and device.index is None:   # the current device, never a hard-coded cuda:0
+        device = torch.device("cuda", torch.cuda.current_device())
+    if announce:
+        what = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+        print(f"device: {device} ({what})")
+    return device
+
+
+def set_seed(seed, device="cpu"):
+    """Seed Python, numpy and torch (CPU and CUDA), and return a torch.Generator on `device` seeded with
+    `seed`: the explicit source of every random draw of the training code."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def amp_dtype(device):
+    """The autocast dtype: bf16 on CUDA GPUs that support it, else fp16 (which needs a GradScaler);
+    None on the CPU, where AMP is off."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device, cpu_bf16=False):
+    """Mixed precision for a forward pass: torch.autocast on CUDA (see amp_dtype); on the CPU a no-op,
+    or bf16 autocast when cpu_bf16 is asked for and the CPU supports it (oneDNN bf16 kernels), which a
+    model uses only where it measured faster."""
+    device = torch.device(device)
+    dtype = amp_dtype(device)
+    if dtype:
+        return torch.autocast("cuda", dtype=dtype)
+    if cpu_bf16 and device.type == "cpu" and cpu_bf16_supported():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cpu_bf16_supported():
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 # --- identities, checkpoints, samples -------------------------------------------------------------
@@ -275,13 +333,11 @@ def save_samples(cell, x, args, which, eval_keys=()):
 
 def save_grid(images, path, rows=10):
     """A rows x rows grid PNG of the first rows^2 uint8 images [N,3,H,W] (black where fewer)."""
-    from PIL import Image
+    from torchvision.utils import save_image
     x = np.asarray(images, dtype=np.uint8)[: rows * rows]
-    n, c, h, w = x.shape
-    grid = np.zeros((rows * h, rows * w, 3), dtype=np.uint8)
-    for i in range(n):
-        grid[(i // rows) * h:(i // rows + 1) * h, (i % rows) * w:(i % rows + 1) * w] = x[i].transpose(1, 2, 0)
-    atomic_write(path, lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
+    grid = torch.zeros((rows * rows,) + x.shape[1:])               # black where fewer
+    grid[:len(x)] = torch.from_numpy(x) / 255
+    atomic_write(path, lambda fh: save_image(grid, fh, format="PNG", nrow=rows, padding=0))
 
 
 # --- the checkpoint of one training run -----------------------------------------------------------

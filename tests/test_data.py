@@ -1,6 +1,7 @@
-"""Tests of data.py: MNIST loading, colour, the Morpho-MNIST perturbations (fidelity against the table in
-morpho-ops.md, identity with the straightforward reference pipeline, determinism), D_u / D_r / val / test,
-the cache (corruption, atomic writes, read-only data root), CompCars on a generated fixture, bad input.
+"""Tests of data.py and study/morpho.py: MNIST loading, colour, the Morpho-MNIST perturbations (fidelity
+against the table in morpho-ops.md, identity with the straightforward reference pipeline, determinism),
+D_u / D_r / val / test, the cache (corruption, recipe, atomic writes, read-only data root), CompCars on a
+generated fixture, bad input to both command lines.
 Offline, on the committed fixture of real digits; the real-MNIST fidelity check runs when RGF_DATA_ROOT
 holds MNIST.
 
@@ -17,6 +18,7 @@ import pytest
 
 import data
 from conftest import write_small_mnist
+from study import morpho
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # morpho-ops.md: median (thickness ratio, area ratio) of the original library on 300 real digits
@@ -67,28 +69,28 @@ def test_fast_pipeline_identical_to_reference(small_mnist_root):
     warp) gives the same bytes as the straightforward per-image skimage pipeline."""
     x, _ = data.load_mnist(small_mnist_root, train=True)
     sample = x[:8]
-    fast = data._render(sample, data.RENDERINGS, seed=11, workers=1, progress=False)
-    for op in data.RENDERINGS:
-        assert np.array_equal(fast[op], data._reference_pipeline(sample, op, seed=11)), op
+    fast = morpho.render(sample, morpho.RENDERINGS, seed=11, workers=1, progress=False)
+    for op in morpho.RENDERINGS:
+        assert np.array_equal(fast[op], morpho._reference_pipeline(sample, op, seed=11)), op
 
 
 def test_medial_axis_and_expand_match_skimage(small_mnist_root):
     from skimage.morphology import medial_axis
     from skimage.transform import pyramid_expand
     x, _ = data.load_mnist(small_mnist_root, train=False)
-    hi = data._expand(x[:10])
+    hi = morpho._expand(x[:10])
     for k in range(10):
-        ref = pyramid_expand(x[k], upscale=data.SCALE, order=3)
+        ref = pyramid_expand(x[k], upscale=morpho.SCALE, order=3)
         assert np.allclose(hi[k], ref, atol=1e-12, rtol=0)
-        binary = data._binarise(ref)
-        assert np.array_equal(data._binarise(hi[k]), binary)
-        skel, dist = data._medial_axis(binary)
+        binary = morpho._binarise(ref)
+        assert np.array_equal(morpho._binarise(hi[k]), binary)
+        skel, dist = morpho._medial_axis(binary)
         skel_ref, dist_ref = medial_axis(binary, return_distance=True, rng=0)
         assert np.array_equal(skel, skel_ref) and np.array_equal(dist, dist_ref)
 
 
 def _fidelity(images):
-    out = data._render(images, data.RENDERINGS, seed=0, workers=None, progress=False)
+    out = morpho.render(images, morpho.RENDERINGS, seed=0, workers=None, progress=False)
     th0, a0 = data.morphometrics(out["plain"])
     assert (th0 > 0).all()
     for op, (t_ref, a_ref) in TABLE.items():
@@ -236,9 +238,12 @@ def test_cache_corruption_is_rebuilt(small_mnist_root, tmp_path, capsys):
 
 
 def test_recipe_change_rebuilds(small_mnist_root, tmp_path, monkeypatch):
+    """The cache key holds the recipe of study/morpho.py, the module that renders: a change there is a
+    new file (data.RECIPE is the same string, re-exported for the oracles' cache key)."""
     cache = str(tmp_path)
+    assert data.RECIPE is morpho.RECIPE
     data.make_dataset("thin", root=small_mnist_root, cache_dir=cache, limit=120)
-    monkeypatch.setattr(data, "RECIPE", data.RECIPE + " changed")
+    monkeypatch.setattr(morpho, "RECIPE", morpho.RECIPE + " changed")
     data.make_dataset("thin", root=small_mnist_root, cache_dir=cache, limit=120)
     assert len(_cache_files(cache)) == 2
 
@@ -333,7 +338,8 @@ def test_compcars_errors(tmp_path):
 # --- command line --------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv,needle", [
     (["--rare", "12"], "12"), (["--factor", "blur"], "blur"), (["--p-in", "2"], "p_in=2.0"),
-    (["--p-out", "-1"], "p_out=-1.0"), (["--rare", "x"], "'x'"), (["--dataset", "svhn"], "svhn")])
+    (["--p-out", "-1"], "p_out=-1.0"), (["--rare", "x"], "'x'"), (["--dataset", "svhn"], "svhn"),
+    (["--limit", "0"], "limit=0"), (["--benchmark"], "--benchmark")])
 def test_cli_bad_input_exit_2(argv, needle):
     r = subprocess.run([sys.executable, os.path.join(REPO, "data.py")] + argv, capture_output=True,
                        text=True, timeout=120)
@@ -358,3 +364,13 @@ def test_cli_preview(small_mnist_root, cache_dir, tmp_path, capsys):
     assert out.stat().st_size > 1000 and "D_r f=1" in text
     row1 = next(line.split() for line in text.splitlines() if line.split()[:1] == ["1"])
     assert int(row1[3]) > 0 and int(row1[4]) == 0          # D_r: every 1 is thin
+
+
+@pytest.mark.parametrize("argv,needle", [
+    ([], "--benchmark"), (["--benchmark", "--sample", "0"], "--sample 0"), (["--benchmark", "--seed", "-1"], "-1"),
+    (["--benchmark", "--workers", "x"], "'x'"), (["--benchmark", "--data-root", "/nonexistent"], "MNIST not found")])
+def test_morpho_benchmark_bad_input_exit_2(argv, needle):
+    r = subprocess.run([sys.executable, "-m", "study.morpho"] + argv, capture_output=True, text=True, timeout=120,
+                       cwd=REPO)
+    assert r.returncode == 2 and needle in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

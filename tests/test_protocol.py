@@ -1,8 +1,8 @@
 """The run steps that vae.py, gan.py and ddpm.py share (section 4 of the paper): options and presets,
-run folders, checkpoints with RNG states and resume, --force, finished cells, the NaN stop, the shared
-D_u model, refused settings, atomic files, and ztest.evaluate. A tiny model script, written here the way
-the three model scripts are written, drives them; data and oracles are small fakes, so every test takes
-seconds.
+run folders, the Checkpoint object (RNG states and resume, --force, finished cells, the NaN stop), the
+shared D_u model, refused settings, atomic files, and ztest.evaluate. A tiny model script, written here
+the way the three model scripts are written, drives them; data and oracles are small fakes, so every
+test takes seconds.
 
     python -m pytest -q tests/test_protocol.py
 """
@@ -48,34 +48,32 @@ def train_epoch(m, opt, x, epoch, args, gen):
 
 
 def train(which, args, dirs, device, started):
-    cell = dirs[which]
-    ck = data.open_checkpoint(cell, args, which, started)
-    if ck and ck["epoch"] >= args.epochs and (s := data.cached_samples(cell, args, which)) is not None:
-        return s, ck["history"], {}
+    ck = data.Checkpoint(dirs[which], args, which, device, started)
+    if (s := ck.finished_samples()) is not None:
+        return s, ck.history, {}
     gen = data.set_seed(args.seed, device)
     m = Tiny(data.image_shape(args)).to(device)
     with torch.no_grad():
         m.mu.uniform_(0, 1, generator=gen)
     opt = torch.optim.SGD(m.parameters(), lr=args.lr, momentum=0.9)
-    start, history, steps = data.restore(ck, {"g": m, "opt": opt}, gen, which)
-    steps, timings = steps or 0, {}
-    if start < args.epochs:
+    ck.restore({"g": m, "opt": opt}, gen)
+    steps, timings = ck.extra or 0, {}
+    if ck.epoch < args.epochs:
         x, _, _ = data.load_split(args, which, device)
         x_val = data.load_split(args, "val", device)[0]
-        data.save_config(cell, which, len(x), device, args)
+        ck.begin(len(x))
         t0 = time.time()
-        for epoch in range(start, args.epochs):
+        for epoch in range(ck.epoch, args.epochs):
             losses, n = train_epoch(m, opt, x, epoch, args, gen)
-            data.stop_if_not_finite(losses, which, epoch, cell)
             steps += n
-            history.append({"epoch": epoch + 1, **losses, "val_mean": float(x_val.mean()), "seconds": 0.0})
-            data.save_checkpoint(cell, {"g": m, "opt": opt}, gen, epoch + 1, args, which, history, extra=steps)
+            row = {"epoch": epoch + 1, **losses, "val_mean": float(x_val.mean()), "seconds": 0.0}
+            ck.save({"g": m, "opt": opt}, gen, row, extra=steps)     # NaN stop, ckpt.pt, history.csv
         timings["train"] = time.time() - t0
     with torch.no_grad():
         g = data.sampling_generator(args.seed, device)
         x = m.mu + 0.3 * torch.randn((args.samples,) + tuple(m.mu.shape), generator=g)
     timings["sample"] = 0.0
-    return data.save_samples(cell, (x.clamp(0, 1) * 255).round().to(torch.uint8), args, which), history, timings
+    return ck.save_samples((x.clamp(0, 1) * 255).round().to(torch.uint8)), ck.history, timings
 
 
 def main(args):
