@@ -1,41 +1,21 @@
-"""vae.py: the standard VAE of Kingma & Welling (2014) in the rare-generative-factor protocol.
+"""vae.py: the VAE of Kingma & Welling (2014) on the rare-generative-factor protocol.
 
-What it does. Trains a convolutional VAE on the balanced dataset D_u and on the skewed dataset D_r of one
-generative factor (section 4 of "Do Generative Models Learn Rare Generative Factors?"), samples M images
-from each, lets the oracle classifiers (section 5.2) label digit and factor, and prints the z-scores of
-eq. 1 per class (the VAE column of Tables 1-4). The paper's conclusion (section 7) names a large beta as
-a mitigation to try for VAEs: `--beta B` multiplies the KL term (beta-VAE, Higgins et al. 2017); the run
-is then named VAE-b<B> and saved under runs/vae-b<B>/ so it never overwrites the beta = 1 run.
+Section 4 of "Do Generative Models Learn Rare Generative Factors?": one convolutional VAE trained on the
+balanced dataset D_u and one on the skewed D_r of a factor; M samples from each, labelled by the oracles
+(section 5.2), give the z-scores of eq. 1 per class (the VAE column of Tables 1-4). `--beta B` weights
+the KL term (beta-VAE, Higgins et al. 2017), the mitigation of section 7, as the run VAE-b<B>.
 
-Run it:
-    python vae.py --factor colour --rare 1            # full protocol: 30 epochs per model
-    python vae.py --factor colour --rare 1 --quick    # the CPU preset (measured times: BENCHMARKS.md)
-    python vae.py --factor thick --rare 2 --beta 4    # beta-VAE mitigation
+    python vae.py --factor colour --rare 1            # the full protocol: 30 epochs per model
+    python vae.py --factor colour --rare 1 --quick    # the CPU preset
+    python vae.py --factor thick --rare 2 --beta 4    # beta-VAE, saved in runs/vae-b4/
     python vae.py --dataset cars --rare 0             # CompCars 64x64, rare class = Volkswagen
-Outputs: runs/vae/<factor>-balanced-seed<s>/ (D_u model) and runs/vae/<factor>-rare<k>-seed<s>/ (D_r
-model, result.json with the z-table, sample grids).
+It writes runs/vae/<factor>-balanced-seed<s>/ (D_u) and runs/vae/<factor>-rare<k>-seed<s>/ (D_r, with
+result.json: the z-table).
 
-Choices (the paper's Appendix A with its architectures and training details is not available):
-- Architecture: a DCGAN-style convolutional encoder/decoder, the usual convolutional form of the VAE.
-  Stride-2 4x4 convolutions halve the image until it is 7x7 (28x28 MNIST: 2 stages) or 4x4 (64x64 cars:
-  4 stages); channels width, 2*width, 4*width, 8*width. A linear layer gives the mean and the
-  log-variance of q(z|x); the decoder mirrors the encoder with transposed convolutions and outputs one
-  logit per pixel AND per RGB channel, so colour is modelled per channel and never averaged to grey.
-  No batch norm: the encoder of a VAE should map each image on its own (a batch statistic would leak the
-  other images of the batch into q(z|x)), and the small networks train well without it.
-- Latent size 20: a digit needs roughly ten dimensions of shape and style plus one for the colour; 20
-  is the size Kingma & Welling and the classic pytorch/examples VAE use on MNIST. With more, the KL term
-  switches the spare dimensions off anyway; with fewer, the decoder blurs style into the mean digit.
-- Likelihood: Bernoulli, i.e. binary cross-entropy on logits, per pixel and channel, as in Kingma &
-  Welling's MNIST experiments and the classic examples. MNIST pixels sit near 0 or 1, which a Bernoulli
-  models well and which gives sharp strokes; a Gaussian with a fixed variance would be an MSE whose
-  arbitrary weight acts as a hidden beta, so "beta = 1" would no longer mean the plain ELBO. (BCE on
-  non-binary targets is not a normalised density, see the continuous Bernoulli of Loaiza-Ganem &
-  Cunningham 2019; this only shifts the ELBO by a constant per image and does not change the optimum.)
-- Training: Adam, lr 1e-3, batch 128, 30 epochs (13,600 steps on the 58,000 digits). Colour is learned
-  early, long before the strokes are sharp; the label oracle's confidence in the samples keeps rising
-  with every epoch (BENCHMARKS.md, "Sample quality"), so --quick spends its budget on 7 epochs. A wider
-  decoder (--width 64) or a smaller latent (8) read no better per epoch, and the wider one costs 2.7x.
+Choices (the paper's appendix with the architectures is missing): a DCGAN-style conv encoder and decoder
+without batch norm, a 20-d latent, a Bernoulli likelihood per pixel and colour channel (beta = 1 is the
+plain ELBO; colour is never averaged to grey), Adam at lr 1e-3, batch 128, 30 epochs. Why, and what
+chose the presets: docs/models.md.
 """
 import math
 import os
@@ -49,16 +29,10 @@ import data
 import ztest
 
 # --------------------------------------------------------------------------- configuration
-EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015); chosen here, see the docstring
+EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015)
 LATENT, WIDTH = 20, 32
 
-# Presets fill only the options the user did not set (data.parse_args). --quick: the documented CPU
-# preset: all digits, 7 epochs (3,178 steps); readability rises with every epoch, and the quick budget
-# (10 minutes from cold, the oracles' training included) just about allows that many: at the limit on a
-# slow host (measured times in BENCHMARKS.md). All digits rather than a --subset, because data.py caches
-# the morphological renderings of the full split: a subset would render its digits again. M = 10,000
-# samples, so that the readable reading (ztest) keeps about 100 confident samples of every class.
-# --smoke: seconds, for the tests (plus data.BASE_PRESETS: 300 digits, 100 samples).
+# Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
 PRESETS = {
     "quick": {"epochs": 7, "samples": 10000},
     "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64},
@@ -67,12 +41,10 @@ PRESETS = {
 
 def build_parser():
     parser = data.common_parser(__doc__, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
-    parser.add_argument("--beta", type=float, default=1.0,
-                        help="weight of the KL term; 1 = the plain ELBO, > 1 = beta-VAE (default: 1)")
-    parser.add_argument("--latent", type=int, default=LATENT,
-                        help=f"latent dimensions (default: {LATENT})")
-    parser.add_argument("--width", type=int, default=WIDTH,
-                        help=f"channels of the first convolution; doubles per stage (default: {WIDTH})")
+    a = parser.add_argument
+    a("--beta", type=float, default=1.0, help="weight of the KL term; 1 = the plain ELBO, > 1 = beta-VAE (default: 1)")
+    a("--latent", type=int, default=LATENT, help=f"latent dimensions (default: {LATENT})")
+    a("--width", type=int, default=WIDTH, help=f"channels of the first conv; doubles per stage (default: {WIDTH})")
     return parser
 
 
@@ -80,10 +52,9 @@ def check(args):
     """Model-specific validation; data.parse_args prints the message as one line and exits 2."""
     if not (args.beta > 0 and math.isfinite(args.beta)):
         return f"--beta {args.beta:g} out of range; accepted: a finite number > 0 (1 = the plain VAE, > 1 = beta-VAE)"
-    if args.latent < 1:
-        return f"--latent {args.latent} out of range; accepted: an integer >= 1"
-    if args.width < 1:
-        return f"--width {args.width} out of range; accepted: an integer >= 1"
+    for opt in ("latent", "width"):
+        if getattr(args, opt) < 1:
+            return f"--{opt} {getattr(args, opt)} out of range; accepted: an integer >= 1"
     return None
 
 
@@ -92,27 +63,18 @@ def names(beta):
     return ("VAE", "vae") if beta == 1 else (f"VAE-b{beta:g}", f"vae-b{beta:g}")
 
 
-# --------------------------------------------------------------------------- data
-# D_u, D_r and the validation images come from data.load_split as float tensors in [0, 1] on the device,
-# [N, 3, 28, 28] for MNIST and [N, 3, 64, 64] for cars; the model only needs their shape.
-
-
 # --------------------------------------------------------------------------- model
-def stages(size):
-    """Number of stride-2 stages: halve while even and above 7 (28 -> 14 -> 7, 64 -> ... -> 4)."""
-    n = 0
-    while size % 2 == 0 and size > 7:
-        size, n = size // 2, n + 1
-    return n, size
-
-
 class VAE(nn.Module):
+    """Stride-2 conv encoder to q(z|x) = N(mu, sigma^2); the mirrored decoder gives Bernoulli logits."""
+
     def __init__(self, shape, latent=LATENT, width=WIDTH):
         super().__init__()
         c, h, w = shape
         if h != w:
             raise ValueError(f"VAE needs square images (got {h}x{w})")
-        n, s = stages(h)
+        n, s = 0, h
+        while s % 2 == 0 and s > 7:                               # stride-2 stages: 28-14-7, 64-32-16-8-4
+            s, n = s // 2, n + 1
         chans = [width * 2 ** min(i, 3) for i in range(n)]
         enc, c_in = [], c
         for c_out in chans:
@@ -128,16 +90,11 @@ class VAE(nn.Module):
         self.decoder = nn.Sequential(*dec[:-1])                   # last layer: logits, no ReLU
         self.latent = latent
 
-    def encode(self, x):
-        mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=1)
-        return mu, logvar
-
-    def decode(self, z):
-        """Bernoulli logits [N, 3, H, W]: one per pixel and colour channel."""
+    def decode(self, z):                                          # Bernoulli logits [N, 3, H, W]
         return self.decoder(self.from_z(z))
 
     def forward(self, x, gen):
-        mu, logvar = self.encode(x)
+        mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=1)
         # reparameterisation trick (Kingma & Welling 2014, section 2.4): z = mu + sigma * eps, eps ~ N(0, I)
         eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps
@@ -145,8 +102,7 @@ class VAE(nn.Module):
 
 
 def build(args, shape, device, gen):
-    """The VAE for images of `shape`; its weights come from a seed drawn from `gen`, in a forked RNG so
-    that the global torch state is left alone."""
+    """The VAE for images of `shape`, its weights from a seed drawn from `gen` (global RNG left alone)."""
     seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device=gen.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -154,17 +110,10 @@ def build(args, shape, device, gen):
     return model.to(device)
 
 
-def optimizer(model, args):
-    """Adam at --lr. fused=True does the update in one kernel instead of a dozen per parameter: the same
-    algorithm, about 1.2x the steps per second on a 2-core CPU (BENCHMARKS.md)."""
-    return torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)
-
-
 # --------------------------------------------------------------------------- loss
 def neg_elbo(logits, x, mu, logvar, beta=1.0):
-    """Negative ELBO per image, averaged over the batch: reconstruction + beta * KL. The ELBO is eq. 3 of
-    Kingma & Welling 2014, estimated as in their eq. 10 (analytic KL, one z per image); beta != 1 is the
-    beta-VAE of Higgins et al. 2017. Returns (loss, rec, kl)."""
+    """Negative ELBO per image, averaged over the batch: reconstruction + beta * KL (Kingma & Welling
+    2014, eq. 3, estimated as their eq. 10; beta != 1: Higgins et al. 2017). Returns (loss, rec, kl)."""
     # -log p(x|z) under a Bernoulli per pixel and channel, summed over the image
     rec = F.binary_cross_entropy_with_logits(logits.float(), x, reduction="sum") / x.shape[0]
     # KL(q(z|x) || N(0, I)) = -1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)   (K&W, Appendix B)
@@ -174,9 +123,8 @@ def neg_elbo(logits, x, mu, logvar, beta=1.0):
 
 # --------------------------------------------------------------------------- training
 def train_epoch(model, opt, scaler, x, epoch, args, gen):
-    """One pass over the resident x in shuffled batches of --batch-size (the last one may be smaller:
-    nothing here depends on batch statistics). Returns the epoch's mean loss, rec and kl per image. A NaN
-    or inf ends the pass early; the returned means are then non-finite, for data.stop_if_not_finite."""
+    """One pass over x in shuffled batches of --batch-size. Returns the epoch's mean loss, rec and kl per
+    image; a NaN or inf ends the pass early, and the means are then non-finite."""
     model.train()
     batches = torch.randperm(x.shape[0], generator=gen, device=x.device).split(args.batch_size)
     sums = torch.zeros(3, device=x.device)          # loss, rec, kl summed over images, kept on the device
@@ -201,49 +149,35 @@ def train_epoch(model, opt, scaler, x, epoch, args, gen):
 def train(which, args, dirs, device, started):
     """Section 4 for one dataset: the VAE trained on D_u (which="u") or D_r ("r") in its own folder,
     resumed after the last checkpointed epoch, then M samples. Returns (samples, history, timings)."""
-    cell = dirs[which]
-    label = "D_u" if which == "u" else f"D_r (rare {args.rare})"
-    ck = data.open_checkpoint(cell, args, which, started)
-    done = ck is not None and ck["epoch"] >= args.epochs
-    if done and (cached := data.cached_samples(cell, args, which)) is not None:
-        print(f"{label}: trained model and samples found in {cell}")
-        return cached, ck["history"], {}
+    ck = data.Checkpoint(dirs[which], args, which, device, started)
+    if (samples := ck.finished_samples()) is not None:      # trained, and sampled with these settings
+        return samples, ck.history, {}
     gen = data.set_seed(args.seed, device)
     model = build(args, data.image_shape(args), device, gen)
-    opt = optimizer(model, args)
-    # AMP is GPU-only (data.autocast); fp16 (GPUs without bf16) needs loss scaling, bf16 and fp32 do not
-    scaler = torch.amp.GradScaler(device.type, enabled=data.amp_dtype(device) == torch.float16)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)   # fused: one kernel per update
+    scaler = torch.amp.GradScaler(device.type, enabled=data.amp_dtype(device) == torch.float16)  # fp16 only
     parts = {"vae": model, "opt": opt, "scaler": scaler}
-    start, history, _ = data.restore(ck, parts, gen, label)
-    timings = {}
-    if not done:
-        t0 = time.time()
-        x = data.load_split(args, which, device)[0]
-        x_val = data.load_split(args, "val", device)[0]          # for the validation ELBO
-        print(f"{label}: {len(x)} images, epochs {start + 1}..{args.epochs} -> {cell}")
-        data.save_config(cell, which, len(x), device, args)
-        t1 = time.time()
-        for epoch in range(start, args.epochs):
+    ck.restore(parts, gen)
+    timings, t0 = {}, time.time()
+    if ck.epoch < args.epochs:
+        x, x_val = (data.load_split(args, s, device)[0] for s in (which, "val"))   # val: the validation ELBO
+        ck.begin(len(x))
+        timings["data"], t0 = time.time() - t0, time.time()
+        for epoch in range(ck.epoch, args.epochs):
             t_epoch = time.time()
             losses = train_epoch(model, opt, scaler, x, epoch, args, gen)
-            data.stop_if_not_finite(losses, label, epoch, cell)
-            history.append({"epoch": epoch + 1, **losses, **validate(model, x_val, args.beta),
-                            "seconds": time.time() - t_epoch})
-            data.save_checkpoint(cell, parts, gen, epoch + 1, args, which, history)
-            data.log_epoch(label, history, args, device, first=epoch == start)
-        timings.update(data=t1 - t0, train=time.time() - t1)
-    t0 = time.time()
-    x_gen = sample(model, args.samples, data.sampling_generator(args.seed, device))
-    samples = data.save_samples(cell, x_gen, args, which)
+            ck.save(parts, gen, {"epoch": epoch + 1, **losses, **validate(model, x_val, args.beta),
+                                 "seconds": time.time() - t_epoch})
+        timings["train"], t0 = time.time() - t0, time.time()
+    samples = ck.save_samples(sample(model, args.samples, data.sampling_generator(args.seed, device)))
     timings["sample"] = time.time() - t0
-    return samples, history, timings
+    return samples, ck.history, timings
 
 
 # --------------------------------------------------------------------------- sampling
 @torch.inference_mode()
 def sample(model, n, gen):
-    """z ~ N(0, I) -> decoder -> Bernoulli mean per pixel and channel -> uint8 [n, 3, H, W]. The mean
-    (not a Bernoulli draw) is the image, as in Kingma & Welling's figures; the channels stay separate."""
+    """z ~ N(0, I) -> decoder -> uint8 [n, 3, H, W]; the Bernoulli mean is the image, as in K&W's figures."""
     model.eval()
     out = []
     for m in range(0, n, 500):
@@ -256,11 +190,9 @@ def sample(model, n, gen):
 # --------------------------------------------------------------------------- evaluation
 @torch.inference_mode()
 def validate(model, x_val, beta):
-    """Negative ELBO on the held-out balanced validation images, to watch for overfitting: {"val_loss",
-    "val_rec", "val_kl"} per image. A fixed local generator makes it repeatable without touching the
-    training RNG."""
+    """Negative ELBO per image on the held-out validation images, to watch for overfitting."""
     model.eval()
-    gen = torch.Generator(device=x_val.device).manual_seed(0)
+    gen = torch.Generator(device=x_val.device).manual_seed(0)   # repeatable; the training RNG untouched
     tot = {"val_loss": 0.0, "val_rec": 0.0, "val_kl": 0.0}
     for xb in x_val.split(1000):
         logits, mu, logvar = model(xb, gen)
@@ -273,12 +205,10 @@ def validate(model, x_val, beta):
 def main(argv=None):
     args = data.parse_args(build_parser(), argv, presets=PRESETS, check=check)
     name, run_name = names(args.beta)
-    started = time.time()
-    device = data.pick_device(args.device)
+    device, started = data.pick_device(args.device), time.time()
     dirs = data.run_dirs(args, run_name)
-    done = ztest.finished_result(dirs, args)
-    if done is not None:
-        return done
+    if (res := ztest.finished_result(dirs, args)) is not None:
+        return res
     runs = {}
     for which in data.stages(args):     # D_u, then D_r; the lock: D_u is shared by every rare class
         with data.file_lock(os.path.join(dirs[which], ".lock")):

@@ -28,11 +28,11 @@ def _args(**kw):
 
 
 # --------------------------------------------------------------------------- model and loss
-@pytest.mark.parametrize("shape, first", [((3, 28, 28), 7), ((3, 64, 64), 8)])
-def test_shapes_and_stages(shape, first):
+@pytest.mark.parametrize("shape, first, stages", [((3, 28, 28), 7, 2), ((3, 64, 64), 8, 3)])
+def test_shapes_and_stages(shape, first, stages):
     gen = torch.Generator().manual_seed(0)
     G, D = gan.build(_args(width=8), shape, torch.device("cpu"), gen)
-    assert G.net[1].unflattened_size == (8 * 2 ** gan.stages(shape[1]), first, first)   # 4w x 7 x 7 for MNIST
+    assert G.net[1].unflattened_size == (8 * 2 ** stages, first, first)   # 4w x 7 x 7 for MNIST
     x = G(torch.randn(5, gan.LATENT))
     assert x.shape == (5,) + shape and x.min() >= -1 and x.max() <= 1
     assert D(torch.cat([x, x[:1]])).shape == (3,)              # one logit per pack of 2
@@ -79,9 +79,9 @@ def test_figure3_packs_each_group_among_itself():
     y, f = torch.tensor([0, 0, 0, 1, 1, 0, 1]), torch.tensor([0, 0, 0, 0, 0, 1, 1])
     out = gan.real_loss_by_group(D, x, y, f)
     assert set(out) == {(0, 0), (0, 1), (1, 0), (1, 1)}
-    logit = D(gan.to_gan(x[[0, 1, 2, 0]]))               # class 0 plain: packs (0, 1) and (2, 0)
+    logit = D(x[[0, 1, 2, 0]] * 2 - 1)                   # class 0 plain: packs (0, 1) and (2, 0)
     assert out[(0, 0)] == pytest.approx(torch.nn.functional.softplus(-logit).mean().item(), rel=1e-5)
-    alone = D(gan.to_gan(x[[5, 5]]))                     # a group of one image: packed with itself
+    alone = D(x[[5, 5]] * 2 - 1)                         # a group of one image: packed with itself
     assert out[(0, 1)] == pytest.approx(torch.nn.functional.softplus(-alone).item(), rel=1e-5)
 
 
@@ -133,6 +133,11 @@ def _scaler():
     return torch.amp.GradScaler("cpu", enabled=False)
 
 
+def _optimizers(G, D, args):
+    """Adam for G and D, as gan.train makes them."""
+    return [torch.optim.Adam(m.parameters(), lr=args.lr, betas=gan.BETAS, fused=True) for m in (G, D)]
+
+
 def test_train_epoch_learns_and_is_deterministic():
     x = torch.rand(256, 3, 28, 28)
     args = _args(width=8, sd_lambda=0.8, sd_epochs=1, epochs=2)
@@ -140,7 +145,7 @@ def test_train_epoch_learns_and_is_deterministic():
     for _ in range(2):
         gen = torch.Generator().manual_seed(0)
         G, D = gan.build(args, (3, 28, 28), torch.device("cpu"), gen)
-        opt_g, opt_d = gan.optimizers(G, D, args)
+        opt_g, opt_d = _optimizers(G, D, args)
         runs.append([gan.train_epoch(G, D, opt_g, opt_d, _scaler(), x, e, args, gen) for e in range(2)])
     assert runs[0] == runs[1]
     assert runs[0][0]["sd_lambda"] == 0.8 and runs[0][1]["sd_lambda"] == 0.0
@@ -154,7 +159,7 @@ def test_ema_follows_g_and_standing_stats_are_its_own():
     G, D = gan.build(args, (3, 28, 28), torch.device("cpu"), gen)
     ema = data.EMA(G, 0.9)
     start = [p.clone() for p in ema.net.parameters()]
-    gan.train_epoch(G, D, *gan.optimizers(G, D, args), _scaler(), x, 0, args, gen, ema)
+    gan.train_epoch(G, D, *_optimizers(G, D, args), _scaler(), x, 0, args, gen, ema)
     assert ema.updates.item() == 2                                        # 128 digits = 2 batches of 64
     for e, s, p in zip(ema.net.parameters(), start, G.parameters()):
         assert not torch.equal(e, s) and not torch.equal(e, p)           # moved, but not onto G

@@ -32,7 +32,8 @@ def hparams(**kw):
 def build(gen, size=28):
     """The VAE, its Adam optimiser and a disabled GradScaler (CPU), as vae.train builds them."""
     model = vae.build(hparams(), (3, size, size), torch.device("cpu"), gen)
-    return model, vae.optimizer(model, hparams()), torch.amp.GradScaler("cpu", enabled=False)
+    opt = torch.optim.Adam(model.parameters(), lr=hparams().lr, fused=True)
+    return model, opt, torch.amp.GradScaler("cpu", enabled=False)
 
 
 # --------------------------------------------------------------------------- model and loss
