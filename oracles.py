@@ -8,19 +8,14 @@ swollen / fractured digit, white car). SGD, lr 0.01, momentum 0.5, batch 64, cro
 versions: 20,000 images) and stored with the checkpoint; the target is >= 98% per MNIST oracle (the
 paper reports > 92%, which is the floor used for cars). An oracle under its target is reported loudly.
 
-Robust by default (our change; `--recipe paper` is the paper's exact recipe). The oracles are trained on
-crisp real digits but asked about generated ones, which are softer, noisier and fainter. Trained on
-crisp digits only, the thin and thick oracles read softness as their factor (a blurred plain digit is
-"thin"), and the fracture oracle stops seeing fractures in a blurred digit, so P_u and P_r would
-measure the sharpness of a model's samples, not the rare factor. The default recipe therefore trains
-both oracles on D_u images with random degradations, drawn independently of the factor so that only
-the factor itself separates f = 0 from f = 1: a Gaussian blur (half of the images, sigma up to 1.5),
-lowered contrast, additive and multiplicative (speckle) noise, and a mix of the red and green
-channels. `python oracles.py --robustness` measures every factor's oracles under those degradations on
-real held-out digits (BENCHMARKS.md has the tables before and after). Each checkpoint also records
-the largest blur at which its factor oracle still reads the factor (blur_limit), and how soft real
-digits look at each blur (the softness curve), so that ztest's quality report can warn when a run's
-samples are softer than its factor oracle can read.
+Robust by default (our change; `--recipe paper` is the paper's exact recipe): generated digits are
+softer, noisier and fainter than real ones, and oracles trained on crisp digits only read softness as a
+factor (a blurred plain digit is "thin"). The robust recipe trains both oracles on D_u images under
+random degradations drawn independently of the factor (blur, lowered contrast, noise, speckle, a mix of
+the red and green channels; study/robustness.py). Each checkpoint records the largest blur at which its
+factor oracle still reads the factor (blur_limit) and how soft real digits look at each blur, so that
+the quality report can warn when a run's samples are softer than the oracle can read. docs/oracles.md
+has the reasons and the robustness tables.
 
 Checkpoints are cached under <cache>/oracles/, keyed by dataset, factor, data seed and training recipe;
 load_oracles() trains them on first use. The data stay uint8 tensors on the device, batched by indexing.
@@ -45,6 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import data
+from study import robustness
+from study.robustness import blur, degraded, mix
 
 # --------------------------------------------------------------------------- configuration
 LR, MOMENTUM, BATCH = 0.01, 0.5, 64              # section 5.2
@@ -67,10 +64,6 @@ AUGMENT = {"p_blur": 0.5, "blur": (0.0, 1.5), "contrast": (0.5, 1.0), "p_noise":
 BLUR_GRID = (0.0, 0.5, 0.8, 1.0, 1.3, 1.6, 2.0)  # blur sigmas of blur_limit and the softness curve
 HOLDS = {"acc": 0.9, "called": 0.05}             # a factor oracle reads blur sigma when its accuracy is
                                                  # >= 90% and its called share within 5 points of the truth
-# The robustness report: (degradation, level) pairs, on real held-out digits.
-DEGRADATIONS = (("clean", 0), ("blur", 0.5), ("blur", 0.8), ("blur", 1.0), ("blur", 1.3), ("noise", 0.1),
-                ("noise", 0.2), ("speckle", 0.3), ("contrast", 0.6), ("contrast", 0.4), ("mix", 0.2),
-                ("mix", 0.35))
 
 
 # --------------------------------------------------------------------------- data
@@ -86,14 +79,9 @@ def load_data(factor, dataset="mnist", root=None, cache_dir=None, data_seed=0, l
 
 # --------------------------------------------------------------------------- model
 class OracleCNN(nn.Module):
-    """A small CNN: [conv3x3 -> maxpool2 -> batch norm -> ReLU] x 2 (x 3 for 64x64), 64 hidden units.
-    The paper's Appendix A architecture is not available. Small, so that both oracles of a factor train
-    in minutes on a 2-core CPU (BENCHMARKS.md); batch norm, because with the paper's plain SGD (lr 0.01,
-    momentum 0.5) the same network without it is still near chance after the first few hundred steps.
-    Pooling comes straight after the conv so that batch norm and ReLU run on a quarter of the positions:
-    with channels-last tensors a training step is about 1.5x faster than conv-BN-ReLU-pool on this CPU.
-    Widths (16, 32) for the paper's recipe; (32, 64) for the robust one, whose thick oracle at (16, 32)
-    stayed under 98% clean and called blurred plain digits thick (BENCHMARKS.md)."""
+    """A small CNN: [conv3x3 -> maxpool2 -> batch norm -> ReLU] x 2 (x 3 for 64x64), 64 hidden units;
+    widths (16, 32) for the paper's recipe, (32, 64) for the robust one. The paper's Appendix A
+    architecture is not available; docs/oracles.md says why batch norm, why pooling first, why the widths."""
     def __init__(self, n_out, size=28, width=WIDTH["robust"]):
         super().__init__()
         chans = tuple(width) + ((64,) if size > 32 else ())
@@ -114,47 +102,7 @@ def _new_net(n_out, size, device, seed, width):
         return OracleCNN(n_out, size, width).to(device)
 
 
-# --------------------------------------------------------------------------- degradations (robust recipe, report)
-def blur(x, sigma):
-    """Gaussian blur of float images [B, C, H, W], one sigma per image (a scalar or a [B] tensor); sigma 0
-    leaves an image as it is. Separable, zero padding (the background is black), radius 6 >= 4 sigma."""
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(len(x))
-    t = torch.arange(-6, 7, dtype=x.dtype, device=x.device)
-    k = torch.exp(-t ** 2 / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(x.shape[1], 0)       # [B*C, 13]
-    y = x.reshape(1, -1, *x.shape[2:])
-    y = F.conv2d(y, k[:, None, None, :], padding=(0, 6), groups=k.shape[0])
-    y = F.conv2d(y, k[:, None, :, None], padding=(6, 0), groups=k.shape[0])
-    return y.reshape(x.shape)
-
-
-def degrade(x, kind, level, gen=None):
-    """One degradation of float images in [0, 1], for the robustness report: blur (sigma), noise
-    (additive Gaussian, std), speckle (x (1 + level N(0, 1))), contrast (x * level), mix (a share `level`
-    of red moved into green and of green into red), clean."""
-    noise = lambda: torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    if kind == "blur":
-        return blur(x, level)
-    if kind == "noise":
-        return (x + level * noise()).clamp(0, 1)
-    if kind == "speckle":
-        return (x * (1 + level * noise())).clamp(0, 1)
-    if kind == "contrast":
-        return x * level
-    if kind == "mix":
-        return _mix(x, torch.full((len(x),), level, dtype=x.dtype, device=x.device))
-    if kind == "clean":
-        return x
-    raise ValueError(f"unknown degradation {kind!r}; accepted: blur, noise, speckle, contrast, mix, clean")
-
-
-def _mix(x, a):
-    """Move a share a [B] of the red channel into the green one, and of the green into the red."""
-    a = a[:, None, None]
-    red, green = x[:, 0], x[:, 1]
-    return torch.stack([(1 - a) * red + a * green, (1 - a) * green + a * red, x[:, 2]], 1)
-
-
+# --------------------------------------------------------------------------- the robust recipe
 def augment(x, gen, aug=AUGMENT):
     """The robust recipe's random degradations (AUGMENT) of a float batch in [0, 1]. Every draw is
     independent of the images' factor, so blur, noise and faint strokes carry no information about it."""
@@ -166,7 +114,7 @@ def augment(x, gen, aug=AUGMENT):
     x = x + (u(*aug["noise"]) * on(aug["p_noise"]))[:, None, None, None] * torch.randn(x.shape, generator=gen, device=dev)
     x = x * (1 + (aug["speckle"] * on(aug["p_speckle"]))[:, None, None, None]
              * torch.randn(x.shape, generator=gen, device=dev))
-    return _mix(x.clamp(0, 1), u(*aug["mix"]) * on(aug["p_mix"]))
+    return mix(x.clamp(0, 1), u(*aug["mix"]) * on(aug["p_mix"]))
 
 
 def softness(x):
@@ -181,7 +129,7 @@ def softness(x):
 
 # --------------------------------------------------------------------------- training
 def _floats(xb):
-    """uint8 batch -> float in [0, 1], channels-last (about 1.3x faster convolutions on this CPU)."""
+    """uint8 batch -> float in [0, 1], channels-last (faster convolutions on a CPU)."""
     return xb.float().div_(255).contiguous(memory_format=torch.channels_last)
 
 
@@ -253,17 +201,6 @@ def cache_path(factor, dataset="mnist", root=None, cache_dir=None, data_seed=0, 
     h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{dataset}-{'colour' if dataset == 'cars' else factor}-ds{data_seed}-{h}{'-smoke' if smoke else ''}.pt"
     return os.path.join(data.cache_root(data.data_root(root), cache_dir), "oracles", name)
-
-
-def degraded(x, kind, level, seed=0, batch_size=2000):
-    """uint8 images [N, C, H, W] (numpy) under one degradation, as uint8 again (generated samples are
-    uint8 too); the noise of a batch comes from a generator seeded with (seed, batch)."""
-    out = []
-    for i in range(0, len(x), batch_size):
-        gen = torch.Generator().manual_seed(seed * 100_003 + i)
-        xb = torch.as_tensor(x[i:i + batch_size]).float().div_(255)
-        out.append(degrade(xb, kind, level, gen).mul_(255).round_().clamp_(0, 255).to(torch.uint8))
-    return torch.cat(out).numpy()
 
 
 def blur_profile(net, x, f):
@@ -386,23 +323,7 @@ def classify(oracles, images, batch_size=1024):
     return tuple(_logits(oracles[k], x, batch_size).argmax(1).numpy().astype(np.int64) for k in ("label", "factor"))
 
 
-# --------------------------------------------------------------------------- robustness report
-def robustness(o, factor, root=None, cache_dir=None, data_seed=0):
-    """Both oracles of an MNIST factor on real held-out digits (each test digit once, half with the
-    factor) under every degradation of DEGRADATIONS: rows [degradation, factor acc, called, truth, label
-    acc, label confident share (p > 0.9)]."""
-    x, y, f = data.reference_digits(factor, "u", seed=data_seed, root=root, cache_dir=cache_dir)
-    rows = []
-    for kind, level in DEGRADATIONS:
-        xb = degraded(x, kind, level, seed=1)
-        called = _logits(o["factor"], xb).argmax(1).numpy()
-        p_label = F.softmax(_logits(o["label"], xb), 1)
-        rows.append([f"{kind} {level:g}" if kind != "clean" else "clean", f"{np.mean(called == f):.1%}",
-                     f"{called.mean():.1%}", f"{f.mean():.1%}", f"{np.mean(p_label.argmax(1).numpy() == y):.1%}",
-                     f"{np.mean(p_label.amax(1).numpy() > 0.9):.1%}"])
-    return rows
-
-
+# --------------------------------------------------------------------------- what any oracle can reach under blur
 def blur_bound(factor, sigma, root=None, cache_dir=None, device=None, data_seed=0, smoke=False):
     """What any factor oracle can reach on digits blurred at `sigma`: one trained with the recipe's
     epochs on D_u blurred at sigma (every image) and tested on the test split blurred the same way.
@@ -477,7 +398,7 @@ def main(argv=None):
                          _fmt_limit(o["blur_limit"]), f"{s['label'] + s['factor']:.0f}", f"{time.time() - t0:.0f}",
                          "BELOW TARGET" if o["below_target"] else "ok"])
             if args.robustness:
-                reports.append((f, robustness(o, f, args.data_root, args.cache_dir, args.data_seed)))
+                reports.append((f, robustness.report(o, f, _logits, args.data_root, args.cache_dir, args.data_seed)))
             for sigma in sigmas:
                 acc, called, truth = blur_bound(f, sigma, args.data_root, args.cache_dir, device, args.data_seed,
                                                 args.smoke)
@@ -493,8 +414,7 @@ def main(argv=None):
     print(data.text_grid(["dataset", "factor", "label acc", "factor acc", "test images", "blur limit", "train s",
                           "this run s", "status"], rows))
     for f, rep in reports:
-        print(f"\nRobustness, {f} ({args.recipe} recipe), on 10,000 real held-out digits:")
-        print(data.text_grid(["degradation", "factor acc", "called", "truth", "label acc", "label p > 0.9"], rep))
+        print(robustness.format_report(f, args.recipe, rep))
     if not args.smoke and any(r[-1] != "ok" for r in rows):
         sys.exit(1)
 

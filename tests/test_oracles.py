@@ -14,6 +14,7 @@ import torch
 
 import data
 import oracles
+from study import robustness
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_robustness_options_are_checked(argv, words, capsys):
 def test_blur_is_a_normalised_gaussian_per_image():
     x = torch.zeros(2, 3, 28, 28)
     x[:, 1, 14, 14] = 1.0
-    y = oracles.blur(x, torch.tensor([1.0, 0.0]))
+    y = robustness.blur(x, torch.tensor([1.0, 0.0]))
     d2 = (torch.arange(28.0)[:, None] - 14) ** 2 + (torch.arange(28.0)[None, :] - 14) ** 2
     g = torch.exp(-d2 / 2) * (d2 <= 72)                    # the radius-6 window of each axis
     want = g / g.sum()
@@ -133,13 +134,13 @@ def test_blur_is_a_normalised_gaussian_per_image():
 def test_degradations_and_the_augmentation():
     x = torch.rand(6, 3, 28, 28)
     x[:, 2] = 0
-    assert torch.allclose(oracles.degrade(x, "contrast", 0.5), x * 0.5)
-    mixed = oracles.degrade(x, "mix", 0.25)
+    assert torch.allclose(robustness.degrade(x, "contrast", 0.5), x * 0.5)
+    mixed = robustness.degrade(x, "mix", 0.25)
     assert torch.allclose(mixed[:, 1], 0.75 * x[:, 1] + 0.25 * x[:, 0]) and torch.allclose(mixed.sum(1), x.sum(1))
-    noisy = oracles.degrade(x, "noise", 0.2, torch.Generator().manual_seed(0))
+    noisy = robustness.degrade(x, "noise", 0.2, torch.Generator().manual_seed(0))
     assert noisy.min() >= 0 and noisy.max() <= 1 and not torch.equal(noisy, x)
     with pytest.raises(ValueError, match="jpeg"):
-        oracles.degrade(x, "jpeg", 1)
+        robustness.degrade(x, "jpeg", 1)
     # the augmentation draws from its generator only: the same draws whatever the images show, so it
     # cannot tell f = 0 from f = 1, and it is repeatable
     a = oracles.augment(x, torch.Generator().manual_seed(1))
@@ -153,9 +154,9 @@ def test_degradations_and_the_augmentation():
 def test_softness_rises_with_blur_and_ignores_contrast():
     x = np.zeros((1, 3, 28, 28), np.uint8)
     x[0, 0, 6:22, 12:16] = 255                              # a crisp 4-pixel stroke
-    soft = [oracles.softness(oracles.degraded(x, "blur", s))[0] for s in (0, 0.8, 1.5)]
+    soft = [oracles.softness(robustness.degraded(x, "blur", s))[0] for s in (0, 0.8, 1.5)]
     assert soft[0] == 0 and soft[0] < soft[1] < soft[2]
-    faint = oracles.degraded(oracles.degraded(x, "blur", 0.8), "contrast", 0.5)
+    faint = robustness.degraded(robustness.degraded(x, "blur", 0.8), "contrast", 0.5)
     assert oracles.softness(faint)[0] == pytest.approx(soft[1], abs=0.03)
 
 
@@ -182,7 +183,7 @@ def test_augmentation_keeps_a_stroke_width_call_under_blur(monkeypatch, one_thre
         net = oracles._new_net(2, 28, torch.device("cpu"), 0, (8, 16))
         oracles._fit(net, torch.from_numpy(x), torch.as_tensor(f), 6, torch.Generator().manual_seed(0), name, aug)
         for s in (0, 1.0):
-            c = oracles._logits(net, oracles.degraded(xt, "blur", s)).argmax(1).numpy()
+            c = oracles._logits(net, robustness.degraded(xt, "blur", s)).argmax(1).numpy()
             called[name, s] = (np.mean(c == ft), c.mean())
     assert called["paper", 0][0] >= 0.99 and called["robust", 0][0] >= 0.99      # both read crisp strokes
     assert called["paper", 1.0][1] >= 0.75                                        # blurred: mostly "thick"

@@ -1,12 +1,17 @@
 """The committed quick study (results/quick/): its tables re-render from its result files alone,
 byte for byte, under every reading, without training and without the data; so do the SD sweep's
-(results/quick-sd-sweep/lambda<L>/, the GAN next to the GAN-SD with that lambda).
+(results/quick-sd-sweep/lambda<L>/, the GAN next to the GAN-SD with that lambda), and the committed
+figures that need no runs/ folder (results/figures/: Figure 3 and the Table 4 heat maps). A PNG holds
+the matplotlib version that drew it, and its pixels depend on it: with another version installed the
+figures are skipped, not failed.
 
     python -m pytest -q tests/test_results.py
 """
 import filecmp
 import os
 
+import matplotlib
+import PIL.Image
 import pytest
 
 import ztest
@@ -66,3 +71,35 @@ def test_committed_sd_sweep_tables_are_reproduced(folder, runs, tmp_path, monkey
     monkeypatch.chdir(REPO)
     committed = os.path.join(SWEEP, folder)
     _assert_rerenders(runs, committed, tmp_path, capsys)
+
+
+FIGURES = os.path.join("results", "figures")
+PAPER = os.path.join("results", "paper", "paper-cells.csv")
+
+
+def _drawn_elsewhere():
+    """The reason to skip the figures: none committed, or drawn by another matplotlib than this one."""
+    pngs = [f for f in os.listdir(os.path.join(REPO, FIGURES)) if f.startswith(("figure3-", "table4-"))] \
+        if os.path.isdir(os.path.join(REPO, FIGURES)) else []
+    if not pngs or not _has_results():
+        return "no committed figures under results/figures yet"
+    with PIL.Image.open(os.path.join(REPO, FIGURES, pngs[0])) as im:
+        by = im.info.get("Software", "")
+    return None if by.startswith(f"Matplotlib version{matplotlib.__version__},") else \
+        f"the figures were drawn by {by or 'an unknown program'}; this is matplotlib {matplotlib.__version__}"
+
+
+@pytest.mark.skipif(bool(_drawn_elsewhere()), reason=_drawn_elsewhere() or "")
+@pytest.mark.parametrize("summary", ["ours", "readable"])
+def test_committed_figures_are_redrawn_byte_for_byte(summary, tmp_path, monkeypatch, capsys):
+    """ztest.py results/quick [--summary readable] --paper ... --figures draws Figure 3 of the GAN and the
+    GAN-SD and table4-<summary>.png: each the committed file, byte for byte (the sample grid needs runs/)."""
+    monkeypatch.chdir(REPO)
+    ztest.main([STUDY, "--summary", summary, "--paper", PAPER, "--figures", str(tmp_path)])
+    capsys.readouterr()
+    drawn = sorted(os.listdir(tmp_path))
+    assert f"table4-{summary}.png" in drawn and any(f.startswith("figure3-") for f in drawn)
+    committed = set(os.listdir(FIGURES))
+    assert set(drawn) <= committed, f"figures drawn but not committed: {sorted(set(drawn) - committed)}"
+    differ = [f for f in drawn if not filecmp.cmp(tmp_path / f, os.path.join(FIGURES, f), shallow=False)]
+    assert not differ, f"redrawn figures differ from the committed ones in {FIGURES}: {differ}"

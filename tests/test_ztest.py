@@ -1,5 +1,6 @@
-"""The statistics and tables of ztest.py: eq. 1 against hand-computed values, the L/M/? rule of section 4,
-degenerate cases, validation, corrections, Tables 1-4 from result files, and the audit mode.
+"""ztest.py and the study modules it drives (study/readings.py, quality.py, tables.py, paper.py, figures.py):
+eq. 1 against hand-computed values, the L/M/? rule of section 4, degenerate cases, validation,
+corrections, Tables 1-4 from result files, and the audit mode.
 
     python -m pytest -q tests/test_ztest.py
 """
@@ -14,8 +15,9 @@ import pytest
 
 import data
 import ztest
+from study import figures, paper, quality, readings, tables
 
-CLASSES = ztest.MNIST_CLASSES
+CLASSES = data.MNIST_CLASSES
 
 
 # --------------------------------------------------------------------------- eq. 1 and the p-value
@@ -45,17 +47,17 @@ def test_degenerate_cases_give_nan_never_inf():
     assert math.isnan(ztest.z_score(0.3, 1.0, 100))       # P_u = 1
     assert math.isnan(ztest.z_score(0.3, 0.5, 0))         # no sample of the class
     assert math.isfinite(ztest.z_score(1.0, 1e-300, 10**9))
-    assert math.isnan(ztest.z_two_sample(0, 10, 0, 10))   # pooled P = 0
-    assert math.isnan(ztest.z_two_sample(3, 10, 0, 0))    # empty D_u sample
-    assert math.isnan(ztest.cohens_h(math.nan, 0.5))
+    assert math.isnan(readings.z_two_sample(0, 10, 0, 10))   # pooled P = 0
+    assert math.isnan(readings.z_two_sample(3, 10, 0, 0))    # empty D_u sample
+    assert math.isnan(readings.cohens_h(math.nan, 0.5))
 
 
 @pytest.mark.parametrize("call, named", [
     (lambda: ztest.z_score(1.2, 0.5, 10), "1.2"), (lambda: ztest.z_score(0.5, -0.1, 10), "-0.1"),
     (lambda: ztest.z_score(math.nan, 0.5, 10), "nan"), (lambda: ztest.z_score(0.5, 0.5, -1), "-1"),
     (lambda: ztest.z_score(0.5, 0.5, 3.5), "3.5"), (lambda: ztest.z_score(0.5, 0.5, "10"), "'10'"),
-    (lambda: ztest.z_score(True, 0.5, 10), "True"), (lambda: ztest.z_two_sample(11, 10, 1, 10), "k_r=11"),
-    (lambda: ztest.adjust_p([0.1], "bonferroni"), "bonferroni"),
+    (lambda: ztest.z_score(True, 0.5, 10), "True"), (lambda: readings.z_two_sample(11, 10, 1, 10), "k_r=11"),
+    (lambda: readings.adjust_p([0.1], "bonferroni"), "bonferroni"),
     (lambda: ztest.rows_from_counts(_counts([5] * 10, [1] * 10), 1, CLASSES, test="t-test"), "t-test"),
     (lambda: ztest.rows_from_counts(_counts([5] * 10, [6] * 10), 1, CLASSES), "exceeds"),
     (lambda: ztest.rows_from_counts(_counts([5] * 10, [1] * 10), 10, CLASSES), "10"),
@@ -76,17 +78,17 @@ def test_integral_counts_of_any_numeric_type_are_accepted():
 def test_two_sample_test_cohens_h_and_corrections():
     # Pooled two-proportion test, textbook numbers: 45/100 against 35/100, pooled P = 0.4;
     # se = sqrt(0.4 * 0.6 * (1/100 + 1/100)) = sqrt(0.0048) = 0.0692820; z = 0.10 / 0.0692820 = 1.44338
-    assert ztest.z_two_sample(45, 100, 35, 100) == pytest.approx(1.44338, abs=1e-5)
+    assert readings.z_two_sample(45, 100, 35, 100) == pytest.approx(1.44338, abs=1e-5)
     # h = 2 asin(sqrt(0.5)) - 2 asin(sqrt(0.25)) = 2 (pi/4) - 2 (pi/6) = pi/6
-    assert ztest.cohens_h(0.5, 0.25) == pytest.approx(math.pi / 6)
+    assert readings.cohens_h(0.5, 0.25) == pytest.approx(math.pi / 6)
     p = [0.01, 0.04, 0.03, math.nan, 0.2]
     # Holm, m = 4 defined p-values sorted 0.01, 0.03, 0.04, 0.2 -> x4, x3, x2, x1 = 0.04, 0.09, 0.08, 0.2,
     # made non-decreasing: 0.04, 0.09, 0.09, 0.2
-    np.testing.assert_allclose(ztest.adjust_p(p, "holm"), [0.04, 0.09, 0.09, math.nan, 0.2])
+    np.testing.assert_allclose(readings.adjust_p(p, "holm"), [0.04, 0.09, 0.09, math.nan, 0.2])
     # BH: x m/i = 0.04, 0.06, 0.05333, 0.2, made non-increasing from the top: 0.04, 0.05333, 0.05333, 0.2
-    np.testing.assert_allclose(ztest.adjust_p(p, "bh"), [0.04, 0.16 / 3, 0.16 / 3, math.nan, 0.2])
-    np.testing.assert_allclose(ztest.adjust_p(p, "none"), p)
-    assert ztest.adjust_p([0.5, 0.9], "holm").max() == 1.0        # capped at 1
+    np.testing.assert_allclose(readings.adjust_p(p, "bh"), [0.04, 0.16 / 3, 0.16 / 3, math.nan, 0.2])
+    np.testing.assert_allclose(readings.adjust_p(p, "none"), p)
+    assert readings.adjust_p([0.5, 0.9], "holm").max() == 1.0        # capped at 1
 
 
 # --------------------------------------------------------------------------- the verdict (section 4)
@@ -258,7 +260,7 @@ def test_audit_any_generator(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ztest.oracles, "features", lambda orc, x: np.asarray(x, float).reshape(len(x), 3, -1).mean(2))
     y = np.repeat(np.arange(10), 20)
     real = images(np.repeat(np.arange(10), 50), np.arange(500) % 2)
-    monkeypatch.setattr(ztest, "real_references", lambda *a, **k: {w: (real, None, np.arange(500) % 2) for w in "ur"})
+    monkeypatch.setattr(quality, "real_references", lambda *a, **k: {w: (real, None, np.arange(500) % 2) for w in "ur"})
     np.savez(tmp_path / "u.npz", x=images(y, np.arange(200) % 2))
     np.savez(tmp_path / "r.npz", samples=images(y, y == 1))
     ztest.main(["--u", str(tmp_path / "u.npz"), "--r", str(tmp_path / "r.npz"), "--rare", "1", "--model", "X",
@@ -286,40 +288,40 @@ def test_audit_any_generator(tmp_path, capsys, monkeypatch):
 def test_too_few_samples_is_never_learned():
     # class 0: 10 samples each, identical shares: eq. 1 gives p = 1 (L under the paper's rule)
     counts = _counts([10] + [100] * 9, [5] + [50] * 9)
-    paper = ztest.rows_from_counts(counts, 1, CLASSES, min_n=0)
+    theirs = ztest.rows_from_counts(counts, 1, CLASSES, min_n=0)
     ours = ztest.rows_from_counts(counts, 1, CLASSES)
-    assert paper[0]["verdict"] == "L" and ours[0]["verdict"] == "n" and ours[0]["p"] == paper[0]["p"]
-    assert [r["verdict"] for r in ours[1:]] == [r["verdict"] for r in paper[1:]] == ["L"] * 10
+    assert theirs[0]["verdict"] == "L" and ours[0]["verdict"] == "n" and ours[0]["p"] == theirs[0]["p"]
+    assert [r["verdict"] for r in ours[1:]] == [r["verdict"] for r in theirs[1:]] == ["L"] * 10
     # the threshold is "n_u or n_r below min-n": 29 in D_r alone is enough
     few_r = ztest.rows_from_counts(_counts([100] * 10, [50] * 10, [29] + [100] * 9, [14] + [50] * 9), 1, CLASSES)
     assert few_r[0]["verdict"] == "n" and few_r[1]["verdict"] == "L"
-    for how in ztest.SUMMARIES:
-        assert ztest.summary_letter(ours[0], how) != "L"
+    for how in readings.SUMMARIES:
+        assert readings.summary_letter(ours[0], how) != "L"
     with pytest.raises(ValueError, match="-1"):
         ztest.rows_from_counts(counts, 1, CLASSES, min_n=-1)
 
 
 def test_tost_closed_form():
     # P_u = P_r = 0.5, n_r = 400: se = sqrt(0.25 / 400) = 0.025; p = sf(0.1 / 0.025) = sf(4) = 3.167e-5
-    assert ztest.tost(200, 400, 50, 100) == pytest.approx(3.16712e-5, rel=1e-4)
+    assert readings.tost(200, 400, 50, 100) == pytest.approx(3.16712e-5, rel=1e-4)
     # d = 0.05, se = 0.025: p = max(sf(0.15 / 0.025), cdf(-0.05 / 0.025)) = cdf(-2) = 0.0227501
-    assert ztest.tost(220, 400, 50, 100) == pytest.approx(0.0227501, rel=1e-5)
+    assert readings.tost(220, 400, 50, 100) == pytest.approx(0.0227501, rel=1e-5)
     # d exactly at the margin: p = 0.5; beyond it: p > 0.5
-    assert ztest.tost(240, 400, 50, 100) == pytest.approx(0.5)
-    assert ztest.tost(300, 400, 50, 100) > 0.5
+    assert readings.tost(240, 400, 50, 100) == pytest.approx(0.5)
+    assert readings.tost(300, 400, 50, 100) > 0.5
     # two-sample: unpooled se = sqrt(0.25/100 + 0.25/100) = 0.0707107; p = sf(0.1 / 0.0707107) = sf(1.41421)
-    assert ztest.tost(50, 100, 50, 100, test="two-sample") == pytest.approx(0.0786496, rel=1e-5)
+    assert readings.tost(50, 100, 50, 100, test="two-sample") == pytest.approx(0.0786496, rel=1e-5)
     # at P_u = 0.5 and d = 0, equivalence needs n_r >= 68 (se <= 0.1 / 1.645); with d = 0.05, n_r >= 271
-    assert ztest.tost(34, 68, 500, 1000) < 0.05 < ztest.tost(33, 66, 500, 1000)
-    assert ztest.tost(154, 280, 500, 1000) < 0.05 < ztest.tost(143, 260, 500, 1000)   # P_r = 0.55
-    assert math.isnan(ztest.tost(0, 100, 0, 100)) and math.isnan(ztest.tost(3, 0, 1, 10))
+    assert readings.tost(34, 68, 500, 1000) < 0.05 < readings.tost(33, 66, 500, 1000)
+    assert readings.tost(154, 280, 500, 1000) < 0.05 < readings.tost(143, 260, 500, 1000)   # P_r = 0.55
+    assert math.isnan(readings.tost(0, 100, 0, 100)) and math.isnan(readings.tost(3, 0, 1, 10))
     for bad in (0, 1, 1.5, -0.1):
         with pytest.raises(ValueError, match="margin"):
-            ztest.tost(5, 10, 5, 10, margin=bad)
+            readings.tost(5, 10, 5, 10, margin=bad)
 
 
 def _tost_independent(k_r, n_r, k_u, n_u, margin, test, alpha):
-    """Written apart from ztest.tost: the confidence-interval form. Equivalence at level alpha holds iff
+    """Written apart from readings.tost: the confidence-interval form. Equivalence at level alpha holds iff
     the 1 - 2 alpha interval of d lies inside (-margin, margin); the p-value is that of the nearer bound."""
     from scipy import stats
     p_r, p_u = k_r / n_r, k_u / n_u
@@ -337,7 +339,7 @@ def test_tost_against_an_independent_implementation_on_400_random_cases():
         n_u, n_r = (int(v) for v in rng.integers(20, 2000, size=2))
         k_u, k_r = int(rng.integers(1, n_u)), int(rng.integers(1, n_r))
         margin, test, alpha = float(rng.uniform(0.02, 0.4)), ("one-sample", "two-sample")[checked % 2], 0.05
-        p = ztest.tost(k_r, n_r, k_u, n_u, margin, test)
+        p = readings.tost(k_r, n_r, k_u, n_u, margin, test)
         inside, p_ref = _tost_independent(k_r, n_r, k_u, n_u, margin, test, alpha)
         assert p == pytest.approx(p_ref, rel=1e-6, abs=1e-12)
         assert (p <= alpha) == inside
@@ -351,15 +353,15 @@ def test_summary_rules():
                 [500, 90, 25, 60, 50, 50, 50, 50, 50, 5]), 1, CLASSES)
     # 0: n_r = 1000, d = 0 -> L, shown equivalent; 1: memorised; 3: z = 2.0 (p 0.046, wrong direction) -> ?
     # 2: d = 0 but n_r = 50 -> L under eq. 1, not shown equivalent (i: p_eq = sf(1.41) = 0.079); 9: n
-    letters = {how: [ztest.summary_letter(r, how) for r in rows] for how in ztest.SUMMARIES}
+    letters = {how: [readings.summary_letter(r, how) for r in rows] for how in readings.SUMMARIES}
     assert letters["ours"][:4] + [letters["ours"][9]] == ["L", "M", "L", "?", "n"]
     assert letters["paper"][:4] + [letters["paper"][9]] == ["L", "M", "L", "M", "M"]
     assert letters["equivalence"][:4] + [letters["equivalence"][9]] == ["L", "M", "i", "?", "n"]
-    paper0 = [ztest.summary_letter(r, "paper", min_n=0) for r in rows]
+    paper0 = [readings.summary_letter(r, "paper", min_n=0) for r in rows]
     assert paper0[9] == "L"                                  # --min-n 0: the paper's rule exactly
     assert [r["eq"] for r in rows] == letters["equivalence"]
     with pytest.raises(ValueError, match="bogus"):
-        ztest.summary_letter(rows[0], "bogus")
+        readings.summary_letter(rows[0], "bogus")
 
 
 def test_summary_paper_reproduces_the_binary_rule_on_known_verdicts(tmp_path, capsys):
@@ -370,10 +372,10 @@ def test_summary_paper_reproduces_the_binary_rule_on_known_verdicts(tmp_path, ca
     ztest.main([str(f), "--out-dir", str(tmp_path / "ours")])
     ztest.main([str(f), "--summary", "paper", "--out-dir", str(tmp_path / "paper")])
     ours = list(csv.reader(io.StringIO((tmp_path / "ours/table4.csv").read_text())))
-    paper = list(csv.reader(io.StringIO((tmp_path / "paper/table4.csv").read_text())))
+    theirs = list(csv.reader(io.StringIO((tmp_path / "paper/table4.csv").read_text())))
     assert [r[1] for r in ours[1:11]] == ["?", "M", "L", "L", "L", "L", "L", "L", "L", "b"]
-    assert [r[1] for r in paper[1:11]] == ["M", "M", "L", "L", "L", "L", "L", "L", "L", "M"]
-    assert paper[12] == ["Count", "7"] and "paper summary" in (tmp_path / "paper/tables.md").read_text()
+    assert [r[1] for r in theirs[1:11]] == ["M", "M", "L", "L", "L", "L", "L", "L", "L", "M"]
+    assert theirs[12] == ["Count", "7"] and "paper summary" in (tmp_path / "paper/tables.md").read_text()
     assert "; ?: significant in the other direction; b: broken baseline" in (tmp_path / "ours/tables.md").read_text()
 
 
@@ -413,7 +415,7 @@ def test_quality_report_on_a_synthetic_case_with_known_warnings():
     p_u = np.full((1000, 10), 0.05)
     p_u[:700, 0] = 0.95                                  # p > 0.9 on 700 samples
     p_r = np.full((1000, 10), 0.1)                        # never confident
-    q = ztest.quality({"u": p_u, "r": p_r}, counts, CLASSES)
+    q = quality.quality({"u": p_u, "r": p_r}, counts, CLASSES)
     assert q["u"]["confident"] == pytest.approx(0.7) and q["r"]["confident"] == 0.0
     assert q["u"]["histogram"] == n_u and q["u"]["share_min"] == 0.01 and q["u"]["share_max"] == 0.3
     assert q["r"]["share_min"] == q["r"]["share_max"] == 0.1
@@ -422,12 +424,12 @@ def test_quality_report_on_a_synthetic_case_with_known_warnings():
     assert collapse.startswith("mode collapse in the D_u samples") and "3 30.0%" in collapse and "9 1.0%" in collapse
     assert "D_u baseline" in baseline and "9 (n_u 10)" in baseline and "0 (P_u 0.90)" in baseline
     assert "7 (" not in baseline                          # P_u = 0.5 everywhere else
-    text = ztest.format_quality(q, CLASSES)
+    text = quality.format_quality(q, CLASSES)
     assert "D_u: 70.0% of the samples" in text and text.count("WARNING: ") == 2
     # a clean run: no warnings
     balanced = {"n": [100] * 10, "k": [50] * 10}
-    clean = ztest.quality({"u": p_u, "r": p_u}, {"u": balanced, "r": balanced}, CLASSES)
-    assert clean["warnings"] == [] and "WARNING" not in ztest.format_quality(clean, CLASSES)
+    clean = quality.quality({"u": p_u, "r": p_u}, {"u": balanced, "r": balanced}, CLASSES)
+    assert clean["warnings"] == [] and "WARNING" not in quality.format_quality(clean, CLASSES)
 
 
 # --------------------------------------------------------------------------- the readable reading, the baseline letter
@@ -466,22 +468,22 @@ def test_readable_reading_on_synthetic_counts_with_a_known_answer():
     assert readable["u"]["0.5"]["n"] == [60] * 10             # p 0.5 is not > 0.5: the unreadable ones go
     assert readable["u"]["0.9+f"]["n"][1] == 50 and readable["u"]["0.9+f"]["k"][1] == 20
     res = {"rare": 1, "classes": list(CLASSES), "counts": counts, "readable": readable}
-    one = ztest._rows(res)[1]
+    one = ztest.result_rows(res)[1]
     # all samples: P_u = 0.5, P_r = 0.5, z = 0: learned, as the paper's reading says
     assert one["P_r"] == 0.5 and one["z"] == 0 and one["verdict"] == "L"
     # readable: P_u' = 30/60, P_r' = 40/40: z' = 0.5 / sqrt(0.25 / 40) = 6.3246, memorised
     assert one["n_u_read"] == 60 and one["P_r_read"] == 1.0
     assert one["z_read"] == pytest.approx(6.3246, abs=1e-4) and one["verdict_read"] == "M"
     # the factor-confident variant: P_u' = 20/50 (10 unsure 1s with the factor dropped)
-    sure = ztest._rows(res, ztest.Reading(factor_confident=True))[1]
+    sure = ztest.result_rows(res, readings.Reading(factor_confident=True))[1]
     assert sure["n_u_read"] == 50 and sure["P_u_read"] == 0.4
     # another class: z' = (0 - 0.5) / sqrt(0.25 / 60) = -7.7460
-    assert ztest._rows(res)[0]["z_read"] == pytest.approx(-7.7460, abs=1e-4)
-    text = ztest.format_rows(ztest._rows(res))
+    assert ztest.result_rows(res)[0]["z_read"] == pytest.approx(-7.7460, abs=1e-4)
+    text = ztest.format_rows(ztest.result_rows(res))
     assert "verdict" in text and "read" in text and "6.32" in text and "readable reading" in text
     # a result made before the reading existed: no readable columns, and the readable summary says "x"
-    old = ztest._rows({**res, "readable": {}})
-    assert "verdict_read" not in old[1] and ztest.summary_letter(old[1], "readable") == "x"
+    old = ztest.result_rows({**res, "readable": {}})
+    assert "verdict_read" not in old[1] and readings.summary_letter(old[1], "readable") == "x"
 
 
 def test_readable_summary_renders_table_4(tmp_path, capsys):
@@ -508,7 +510,7 @@ def test_broken_baseline_gets_its_own_letter():
     rows = ztest.rows_from_counts(counts, 1, CLASSES)
     assert rows[3]["verdict"] == "b" and rows[3]["z"] == pytest.approx(-4.75)   # z is still computed
     assert [r["verdict"] for r in rows[:3]] == ["M"] * 3
-    assert ztest.summary_letter(rows[3], "paper") == "M" and ztest.summary_letter(rows[3], "equivalence") == "b"
+    assert readings.summary_letter(rows[3], "paper") == "M" and readings.summary_letter(rows[3], "equivalence") == "b"
     # a looser threshold accepts it; None switches the rule off (the paper's)
     assert ztest.rows_from_counts(counts, 1, CLASSES, baseline_dev=0.35)[3]["verdict"] == "M"
     assert ztest.rows_from_counts(counts, 1, CLASSES, baseline_dev=None)[3]["verdict"] == "M"
@@ -549,40 +551,40 @@ def test_bad_reading_values_are_one_line_and_exit_2(argv, words, capsys):
 # --------------------------------------------------------------------------- the Fréchet distance
 def test_frechet_distance_of_gaussians_in_closed_form():
     # 1-d: N(0, 1) against N(1, 4): (0 - 1)^2 + 1 + 4 - 2 * sqrt(1 * 4) = 2
-    assert ztest.frechet_distance([0.0], [[1.0]], [1.0], [[4.0]]) == pytest.approx(2.0)
+    assert quality.frechet_distance([0.0], [[1.0]], [1.0], [[4.0]]) == pytest.approx(2.0)
     # diagonal covariances: the 1-d formula per axis, summed
     a, b = np.array([1.0, 2.0, 3.0]), np.array([4.0, 1.0, 9.0])
     want = 1.0 + sum(a + b - 2 * np.sqrt(a * b))
-    assert ztest.frechet_distance([0, 0, 0], np.diag(a), [1, 0, 0], np.diag(b)) == pytest.approx(want)
+    assert quality.frechet_distance([0, 0, 0], np.diag(a), [1, 0, 0], np.diag(b)) == pytest.approx(want)
     # a random SPD matrix against c^2 times itself: (1 - c)^2 tr(S), for non-diagonal S
     rng = np.random.default_rng(0)
     A = rng.normal(size=(6, 6))
     S = A @ A.T + 0.1 * np.eye(6)
-    assert ztest.frechet_distance(np.zeros(6), S, np.zeros(6), 9 * S) == pytest.approx(4 * np.trace(S))
+    assert quality.frechet_distance(np.zeros(6), S, np.zeros(6), 9 * S) == pytest.approx(4 * np.trace(S))
     # the matrix square root, checked where its answer is known: against the identity, FD is
     # sum_i (1 - sqrt(lambda_i)) over the eigenvalues of the other covariance
     lam = np.linalg.eigvalsh(S)
-    assert ztest.frechet_distance(np.zeros(6), np.eye(6), np.zeros(6), S) == pytest.approx(np.sum((1 - np.sqrt(lam)) ** 2))
+    assert quality.frechet_distance(np.zeros(6), np.eye(6), np.zeros(6), S) == pytest.approx(np.sum((1 - np.sqrt(lam)) ** 2))
     # symmetric in its arguments, zero on itself, and equal to scipy's sqrtm form on non-commuting matrices
     B = rng.normal(size=(6, 6))
     T = B @ B.T + 0.1 * np.eye(6)
     from scipy.linalg import sqrtm
     ref = np.trace(S + T - 2 * np.real(sqrtm(S @ T)))
-    assert ztest.frechet_distance(np.zeros(6), S, np.zeros(6), T) == pytest.approx(ref, rel=1e-6)
-    assert ztest.frechet_distance(np.zeros(6), T, np.zeros(6), S) == pytest.approx(ref, rel=1e-6)
-    assert ztest.frechet_distance(np.ones(6), S, np.ones(6), S) == pytest.approx(0, abs=1e-9)
+    assert quality.frechet_distance(np.zeros(6), S, np.zeros(6), T) == pytest.approx(ref, rel=1e-6)
+    assert quality.frechet_distance(np.zeros(6), T, np.zeros(6), S) == pytest.approx(ref, rel=1e-6)
+    assert quality.frechet_distance(np.ones(6), S, np.ones(6), S) == pytest.approx(0, abs=1e-9)
     with pytest.raises(ValueError, match="Fréchet"):
-        ztest.frechet_distance([0, 0], np.eye(2), [0, 0, 0], np.eye(3))
+        quality.frechet_distance([0, 0], np.eye(2), [0, 0, 0], np.eye(3))
 
 
 def test_frechet_report_floor_on_samples_of_known_gaussians():
     rng = np.random.default_rng(1)
     real = {w: rng.normal(size=(4000, 4)) for w in ("u", "r")}
     same = {"u": rng.normal(size=(2000, 4)), "r": rng.normal(loc=1.0, size=(2000, 4))}   # D_r: shifted by 1
-    fd = ztest.frechet_report(same, real)
+    fd = quality.frechet_report(same, real)
     assert fd["n_u"] == 2000 and fd["floor_u"] < 0.05 and fd["u"] < 0.05          # both near 0
     assert fd["r"] == pytest.approx(4.0, abs=0.2) and fd["floor_r"] < 0.05           # |mu|^2 = 4
-    assert ztest.frechet_report(same, real) == fd                                    # deterministic
+    assert quality.frechet_report(same, real) == fd                                    # deterministic
 
 
 # --------------------------------------------------------------------------- the paper side by side, the figures
@@ -590,10 +592,10 @@ PAPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_the_papers_cells_are_its_tables():
-    paper = ztest.load_paper(PAPER)
-    assert len(paper) == 440 and sum(c["letter"] == "L" for c in paper.values()) == 43    # "43 ... out of 440"
-    assert paper[(1, "colour", "1", "GAN")]["z"] == 17.05 and paper[(2, "thin", "Total", "DM")]["z"] == -32.41
-    assert math.isnan(paper[(1, "colour", "0", "VAE")]["z"]) and paper[(1, "fracture", "7", "VAE")]["letter"] == "L"
+    cells = paper.load_paper(PAPER)
+    assert len(cells) == 440 and sum(c["letter"] == "L" for c in cells.values()) == 43    # "43 ... out of 440"
+    assert cells[(1, "colour", "1", "GAN")]["z"] == 17.05 and cells[(2, "thin", "Total", "DM")]["z"] == -32.41
+    assert math.isnan(cells[(1, "colour", "0", "VAE")]["z"]) and cells[(1, "fracture", "7", "VAE")]["letter"] == "L"
 
 
 def test_agreement_side_by_side_and_figures(tmp_path, capsys):
@@ -622,7 +624,7 @@ def test_seed_agreement_counts_rows_with_one_letter_in_every_seed(tmp_path):
     _result(tmp_path, "GAN", "colour", 1, 1, MEM)
     # seed 2: digit 3 learned (same share as D_u) instead of memorised
     _result(tmp_path, "GAN", "colour", 1, 2, _counts([100] * 10, [50] * 10, [100] * 10, [1, 90, 1, 50] + [1] * 6))
-    rows = ztest.seed_agreement(ztest.aggregate(ztest.load_results([str(tmp_path)])))
+    rows = paper.seed_agreement(ztest.aggregate(tables.load_results([str(tmp_path)])))
     assert rows == [["GAN", "colour", "1", "0,1,2", "10/11", rows[0][5]]]  # digit 3 differs; Total stays M
     assert float(rows[0][5]) == 0.0                  # the other rows have the same z in every seed
 
@@ -635,5 +637,5 @@ def test_sample_grid_is_small_enough_to_commit(tmp_path):
         np.savez(tmp_path / run / "colour-rare1-seed0" / "samples.npz", x=x)
     path = tmp_path / "grid.png"
     models = [("VAE", "vae"), ("GAN", "gan"), ("GAN-SD", "gan-sd"), ("DM", "ddpm")]
-    assert ztest.plot_samples(str(tmp_path), models, "colour", 1, 0, str(path)) == ["VAE", "GAN", "GAN-SD", "DM"]
+    assert figures.plot_samples(str(tmp_path), models, "colour", 1, 0, str(path)) == ["VAE", "GAN", "GAN-SD", "DM"]
     assert 5_000 < path.stat().st_size <= 150_000               # README: committed figures are <= 150 KB

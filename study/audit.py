@@ -1,0 +1,48 @@
+"""The audit of any generator: its uint8 samples from the models trained on D_u and on D_r, read from
+files, become a result that renders like ours.
+
+ztest.py labels the samples with the oracles and computes the z-table; this module reads the files and
+writes the result's record. Run it through ztest.py:
+
+    python ztest.py --u U.npz --r R.npz --factor colour --rare 1 --model MyGAN --save audit.json
+"""
+from datetime import datetime, timezone
+
+import numpy as np
+
+import data
+
+
+def shape(dataset):
+    """The sample shape of a dataset: [3, 28, 28] for MNIST, [3, 64, 64] for cars."""
+    return (3, data.CAR_SIZE, data.CAR_SIZE) if dataset == "cars" else (3, 28, 28)
+
+
+def load_samples(path, shape):
+    """uint8 samples [N, *shape] from an .npz (key x or samples, or its only array) or .npy file."""
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read samples {path}: {e}") from None
+    if isinstance(z, np.lib.npyio.NpzFile):
+        keys = [k for k in ("x", "samples") if k in z.files] or z.files
+        if len(keys) != 1 and keys[0] not in ("x", "samples"):
+            raise ValueError(f"{path}: which array? keys {z.files}; accepted: x, samples, or a single array")
+        z = z[keys[0]]
+    if z.dtype != np.uint8 or z.ndim != 4 or tuple(z.shape[1:]) != tuple(shape) or not len(z):
+        raise ValueError(f"{path}: samples are {z.dtype} {tuple(z.shape)}; accepted: uint8 [N,{','.join(map(str, shape))}]")
+    return z
+
+
+def record(u, r, n_r, labelled, orc, factor, rare, dataset, model, data_seed, smoke, min_n, recipe, device):
+    """The audit's result (without its rows): labelled = (counts, readable, quality) of ztest.label_samples;
+    u, r: the sample files; n_r: the number of D_r samples."""
+    counts, readable, q = labelled
+    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else data.MNIST_CLASSES
+    return {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
+            "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": n_r,
+            "classes": list(classes), "counts": counts, "readable": readable, "min_n": min_n,
+            "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
+            "oracle_recipe": recipe,
+            "quality": q, "dirs": {"u": u, "r": r}, "device": str(device),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

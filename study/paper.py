@@ -1,0 +1,119 @@
+"""The paper's Tables 1, 2 and 4 beside ours, for results/README.md: the agreement of our Table 4 with
+the paper's under every reading, the seeds' agreement, and Tables 1-2 side by side.
+
+The paper's cells are data (results/paper/paper-cells.csv, 440 cells). ztest.py aggregates the results
+under each reading and hands them down; nothing here imports ztest. Run it through ztest.py:
+
+    python ztest.py results/quick --paper results/paper/paper-cells.csv --out-dir DIR
+"""
+import csv
+import math
+import os
+
+import numpy as np
+
+import data
+from study.readings import SUMMARIES
+from study.tables import MNIST_CLASSES, MODEL_ORDER, fmt, model_key
+
+
+def load_paper(path):
+    """The paper's Tables 1, 2 and 4 entered as data (results/paper/paper-cells.csv): {(rare, factor, digit,
+    model): {"z": float or nan, "bold": bool, "letter": "L" or "M"}}, digit "0".."9" or "Total"."""
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as e:
+        raise ValueError(f"cannot read the paper's cells {path}: {e}") from None
+    return {(int(r["rare"]), r["factor"], r["digit"], r["model"]):
+            {"z": float(r["z"]) if r["z"] else math.nan, "bold": r["z_bold"] == "1", "letter": r["letter"]}
+            for r in rows}
+
+
+def our_letter(agg, rare, factor, digit, model):
+    """Seed 0's letter of a cell (the paper's tables are one run per cell), or None when not run."""
+    cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+    if not cell or 0 not in cell["seeds"]:
+        return None
+    i = 10 if digit == "Total" else int(digit)
+    return cell["rows"][i]["verdicts"][cell["seeds"].index(0)]
+
+
+def agreement(aggs, paper):
+    """Per model and factor, for every reading in aggs ({reading name: aggregate}): how many of the
+    paper's Table 4 cells (both rare digits, 10 digits and 'all') we ran, how many get the paper's letter,
+    and how many we decide at all (L or M). Rows [model, factor, cells, then matches/decided per reading]."""
+    rows = []
+    for model in MODEL_ORDER:
+        for factor in data.FACTORS:
+            keys = [k for k in paper if k[1] == factor and k[3] == model]
+            line, ran = [model, factor], None
+            for name, agg in aggs.items():
+                ours = [(our_letter(agg, k[0], factor, k[2], model), paper[k]["letter"]) for k in keys]
+                ours = [(o, p) for o, p in ours if o is not None]
+                ran = len(ours)
+                match, decided = sum(o == p for o, p in ours), sum(o in "LM" for o, _ in ours)
+                line.append(f"{match}/{ran} ({match / ran:.0%}); decided {decided}" if ran else "-")
+            if ran:
+                rows.append(line[:2] + [str(ran)] + line[2:])
+    return rows
+
+
+def side_by_side(agg, paper, rare, factor):
+    """Our Table 1 (rare 1) or 2 (rare 2) column of a factor next to the paper's: rows [digit, then per
+    model 'ours (letter) | paper (letter)']."""
+    body = []
+    for digit in MNIST_CLASSES + ("Total",):
+        line = [digit]
+        for model in MODEL_ORDER:
+            cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+            i = 10 if digit == "Total" else int(digit)
+            ours = "n/a" if not cell else f"{fmt(cell['rows'][i]['z_mean'])} ({cell['rows'][i]['verdicts']})"
+            p = paper[(rare, factor, digit, model)]
+            line.append(f"{ours} | {fmt(p['z'])} ({p['letter']})")
+        body.append(line)
+    return body
+
+
+def seed_agreement(agg):
+    """Per cell run with several seeds (model, factor, rare digit): how many of its 11 rows (digits and
+    Total) get the same letter in every seed, and the median spread (sd) of z over seeds."""
+    rows = []
+    for key in sorted((k for k, c in agg.items() if len(c["seeds"]) > 1), key=lambda k: (k[1], k[2], model_key(k[5]))):
+        c = agg[key]
+        same = sum(len(set(r["verdicts"])) == 1 for r in c["rows"])
+        sds = [r["z_sd"] for r in c["rows"] if math.isfinite(r["z_sd"])]
+        rows.append([key[5], key[1], str(key[2]), ",".join(map(str, c["seeds"])), f"{same}/{len(c['rows'])}",
+                     fmt(float(np.median(sds))) if sds else "-"])
+    return rows
+
+
+def _md(head, rows, rule=None):
+    return ["| " + " | ".join(head) + " |", rule or "|---" * len(head) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def compare(aggs, paper, reading, out_dir=None):
+    """Print (and write to out_dir as compare.md) our Table 4's agreement with the paper's under the four
+    readings (aggs: {reading name: aggregate}, one per SUMMARIES), and our Tables 1-2 beside the paper's,
+    factor by factor, under `reading`."""
+    head = ["model", "factor", "cells"] + [f"{n}: same letter as the paper" for n in SUMMARIES]
+    rows = agreement(aggs, paper)
+    text = ["### Agreement with the paper's Table 4 (seed 0)", ""] + _md(head, rows, "|" + "---|" * len(head))
+    print("\nAgreement with the paper's Table 4 (seed 0)\n" + data.text_grid(head, rows))
+    agg = aggs[reading.summary]
+    seeds = seed_agreement(agg)
+    if seeds:
+        sh = ["model", "factor", "rare", "seeds", "rows with one letter in every seed", "median sd of z"]
+        print(f"\nSeeds ({reading.summary} reading)\n" + data.text_grid(sh, seeds))
+        text += ["", f"### Seeds ({reading.summary} reading)", ""] + _md(sh, seeds)
+    for k in (1, 2):
+        for f in data.FACTORS:
+            if not any(key[1:3] == (f, k) for key in agg):
+                continue
+            title = f"Table {k}, {f}: our z (letters, {reading.summary} reading) | the paper's z (letter)"
+            head = " | ".join(f"{m} ours | {m} paper" for m in MODEL_ORDER)
+            text += ["", f"### {title}", "", f"| digit | {head} |", "|---" * (1 + 2 * len(MODEL_ORDER)) + "|"]
+            text += ["| " + " | ".join(r) + " |" for r in side_by_side(agg, paper, k, f)]
+    if out_dir:
+        data.save_text("\n".join(text) + "\n", os.path.join(out_dir, "compare.md"))
+        print(f"wrote {os.path.join(out_dir, 'compare.md')}")

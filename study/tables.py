@@ -1,0 +1,281 @@
+"""The paper's tables from result files: Tables 1/2 (z per digit), Table 3 (cars), Table 4 (L/M
+summary) and Tables C.3/C.4 (P_u / P_r), as text, Markdown, LaTeX, CSV and JSON, with several seeds
+aggregated per cell.
+
+ztest.py computes every result's z-table (eq. 1) and hands the rows down: `summarise` and `export`
+take them as data, so that nothing here imports ztest. Run it through ztest.py:
+
+    python ztest.py results/quick --out-dir DIR
+"""
+import csv
+import io
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+import data
+from study.readings import BASELINE_DEV, FACTOR_CONFIDENT, MIN_N, READ_KEYS, Reading, summary_letter
+
+MODEL_ORDER = ("VAE", "GAN", "GAN-SD", "DM")      # column order of Tables 1-4
+MNIST_CLASSES = data.MNIST_CLASSES
+NOTE_Z = "bold / *: the RGF is learned (L: p > 0.05 with at least min-n samples, or as the summary rule says); " \
+         "(n): too few samples (n_u or n_r below min-n), never L; -: z undefined (P_u of 0 or 1, or n = 0)"
+LETTERS = {"L": "learned", "M": "memorised", "?": "significant in the other direction", "-": "z undefined",
+           "n": "too few samples (n_u or n_r below min-n; never counted as L)",
+           "b": "broken baseline (|P_u - 0.5| above the baseline threshold; never L or M)",
+           "i": "inconclusive (neither shown equivalent nor shown to differ)",
+           "x": "no readable counts in the result (made before that reading existed)"}
+
+
+def fmt(v, spec=".2f"):
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def title(res):
+    """A result's name: model, factor (or cars), rare class, skew and seed."""
+    skew = "" if (res["p_in"], res["p_out"]) == (1.0, 0.0) else f", p_in {res['p_in']:g}, p_out {res['p_out']:g}"
+    what = "cars" if res["dataset"] == "cars" else res["factor"]
+    return f"{res['model']}, {what}, rare class {res['classes'][res['rare']]}{skew}, seed {res['seed']}"
+
+
+# --------------------------------------------------------------------------- result files, cells
+def load_results(paths):
+    """Result dicts from result.json files and from folders searched for them."""
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += sorted(os.path.join(d, "result.json") for d, _, fs in os.walk(p) if "result.json" in fs)
+        else:
+            files.append(p)
+    out = []
+    for f in files:
+        try:
+            with open(f) as fh:
+                res = json.load(fh)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read result file {f}: {e}") from None
+        missing = [k for k in ("model", "dataset", "factor", "rare", "seed", "classes", "counts")
+                   if not isinstance(res, dict) or k not in res]
+        if missing:
+            raise ValueError(f"{f} is not a result file (missing {', '.join(missing)})")
+        out.append({"p_in": 1.0, "p_out": 0.0, **res, "file": f})
+    if not out:
+        raise ValueError(f"no result.json found in {', '.join(paths)}")
+    return out
+
+
+def model_key(m):
+    """Columns in the paper's order VAE / GAN / GAN-SD / DM; variants (VAE-b4, ...) after their base."""
+    base = next((i for i, b in sorted(enumerate(MODEL_ORDER), key=lambda t: -len(t[1])) if m.startswith(b)), 4)
+    return base, m != (MODEL_ORDER[base] if base < 4 else ""), m
+
+
+def cells(results):
+    """Results grouped by cell (dataset, factor, rare, p_in, p_out, model): {key: {seed: result}}; a
+    repeated seed is reported and ignored."""
+    out = {}
+    for res in results:
+        key = (res["dataset"], res["factor"], res["rare"], res["p_in"], res["p_out"], res["model"])
+        seeds = out.setdefault(key, {})
+        if res["seed"] in seeds:
+            print(f"warning: {res['file']} repeats seed {res['seed']} of {key}; ignored", file=sys.stderr)
+            continue
+        seeds[res["seed"]] = res
+    return out
+
+
+def summarise(cell_rows, reading=Reading()):
+    """{key: {seed: z-table rows}} -> per cell and class: the mean and spread (sample sd) of the finite z
+    over seeds, the Table 4 letter of every seed under the reading's summary rule, and the D_u and D_r
+    counts."""
+    sfx = "_read" if reading.summary == "readable" else ""    # z and counts of the readable reading
+    agg = {}
+    for key, seeds in cell_rows.items():
+        per = [seeds[s] for s in sorted(seeds)]
+        rows = []
+        for i, row in enumerate(per[0]):
+            z = np.array([r[i].get("z" + sfx, math.nan) for r in per], dtype=float)
+            z = z[np.isfinite(z)]
+            v = "".join(summary_letter(r[i], reading.summary, reading.alpha, reading.min_n) for r in per)
+            rows.append({"name": row["name"], "z_mean": float(z.mean()) if len(z) else math.nan,
+                         "z_sd": float(z.std(ddof=1)) if len(z) > 1 else math.nan, "verdicts": v,
+                         "n_L": v.count("L"),
+                         **{k: [r[i].get(k + sfx, 0) for r in per] for k in ("k_u", "n_u", "k_r", "n_r")}})
+        agg[key] = {"seeds": sorted(seeds), "rows": rows}
+    return agg
+
+
+# --------------------------------------------------------------------------- Tables 1-4, C.3, C.4
+def _z_part(row, seeds):
+    """One model's entry of a Table 1/2 cell; bold (L) when most seeds give L."""
+    if seeds == 1:
+        return fmt(row["z_mean"]) + (" (n)" if row["verdicts"] == "n" else ""), row["verdicts"] == "L"
+    sd = "" if not math.isfinite(row["z_sd"]) else f"±{row['z_sd']:.2f}"
+    return f"{fmt(row['z_mean'])}{sd} ({row['n_L']}/{seeds} L)", 2 * row["n_L"] > seeds
+
+
+def _groups(agg, dataset):
+    return sorted({k[2:5] for k in agg if k[0] == dataset})
+
+
+def _models(agg, dataset, group):
+    return sorted({k[5] for k in agg if k[0] == dataset and k[2:5] == group}, key=model_key)
+
+
+def _skew(pin, pout):
+    return "" if (pin, pout) == (1.0, 0.0) else f", p_in {pin:g}, p_out {pout:g}"
+
+
+def _table_z(agg, group, how):
+    """Table 1 (k = 1) / Table 2 (k = 2): z per digit, one column per factor, "VAE / GAN / GAN-SD / DM"."""
+    k, pin, pout = group
+    models = _models(agg, "mnist", group)
+    factors = [f for f in data.FACTORS if any(("mnist", f) + group + (m,) in agg for m in models)]
+    body = []
+    for i, name in enumerate(MNIST_CLASSES + ("Total",)):
+        cells = [[_z_part(c["rows"][i], len(c["seeds"])) if c else ("n/a", False)
+                  for c in (agg.get(("mnist", f) + group + (m,)) for m in models)] for f in factors]
+        body.append([[(name, False)]] + cells)
+    paper, skew = (pin, pout) == (1.0, 0.0) and k in (1, 2), _skew(pin, pout)
+    return {"slug": f"table{k}" if paper else f"table-z-rare{k}" + skew.replace(", ", "-").replace(" ", ""),
+            "title": (f"Table {k}: " if paper else "") + f"z-scores, RGF in digit {k}{skew}{how}",
+            "header": ["digit"] + [f"{f} ({' / '.join(models)})" for f in factors], "rows": body, "note": NOTE_Z}
+
+
+def _table4(agg, groups, how):
+    """Table 4: the verdict of every MNIST cell (one letter per model and seed), with counts per column;
+    '?' and '-' are counted on their own rows."""
+    head, cols = ["digit"], []          # cols[j][i][m]: verdict string of column j, row i, model m
+    for g in groups:
+        models = _models(agg, "mnist", g)
+        for f in data.FACTORS:
+            cells = [agg.get(("mnist", f) + g + (m,)) for m in models]
+            if any(cells):
+                head.append(f"{f} (k={g[0]}" + ("" if g[1:] == (1.0, 0.0) else f", {g[1]:g}/{g[2]:g}") + ")")
+                cols.append([[c["rows"][i]["verdicts"] if c else "n/a" for c in cells] for i in range(11)])
+    body = [[[(n, False)]] + [[(v, False) for v in col[i]] for col in cols]
+            for i, n in enumerate(MNIST_CLASSES + ("all",))]
+    for sym in ("L", "?", "-", "n", "b", "i", "x"):
+        counts = [[sum(col[i][m].count(sym) for i in range(11)) for m in range(len(col[0]))] for col in cols]
+        if sym == "L" or any(map(any, counts)):
+            body.append([[("Count" if sym == "L" else f"Count {sym}", False)]]
+                        + [[(str(n), False) for n in c] for c in counts])
+    verdicts = [v for col in cols for row in col for v in row if v != "n/a"]
+    used = [s for s in LETTERS if s not in "LM" and any(s in v for v in verdicts)]
+    return {"slug": "table4", "title": f"Table 4: RGF learning (L) vs. memorization (M){how}", "header": head,
+            "rows": body, "note": f"A total of {sum(v.count('L') for v in verdicts)} cases were learned out of "
+                                  f"{sum(map(len, verdicts))}. Cells: one letter per model and seed"
+                                  + "".join(f"; {s}: {LETTERS[s]}" for s in used) + "."}
+
+
+def _table3(agg, group, how):
+    """Table 3: CompCars; per model the D_r samples per make in black / white, and z."""
+    head, body = ["make"], [[[(n, False)]] for n in ("Volkswagen", "Toyota", "Total")]
+    for m in _models(agg, "cars", group):
+        c = agg[("cars", "colour") + group + (m,)]
+        head += [f"{m} black", f"{m} white", f"{m} z"]
+        for i, r in enumerate(c["rows"]):      # f = 1 is white (data.make_cars_dataset)
+            white, n = np.mean(r["k_r"]), np.mean(r["n_r"])
+            body[i] += [[(f"{n - white:.0f}", False)], [(f"{white:.0f}", False)], [_z_part(r, len(c["seeds"]))]]
+    return {"slug": "table3", "title": f"Table 3: CompCars, z-scores, colour RGF: white Volkswagen, black "
+            f"Toyota{how}", "header": head, "rows": body,
+            "note": "black / white: D_r samples per make (label oracle) and colour (factor oracle); " + NOTE_Z}
+
+
+def _table_p(agg, group):
+    """Tables C.3 (k = 1) and C.4 (k = 2): P_u and P_r per class with n_u and n_r, one row per factor and
+    model: the check of the paper's premise that the D_u model is balanced (P_u near 0.5). Over several
+    seeds, P pools the counts and n is the mean per seed."""
+    k, pin, pout = group
+    paper, skew = (pin, pout) == (1.0, 0.0) and k in (1, 2), _skew(pin, pout)
+    body = []
+    for f in data.FACTORS:
+        for m in _models(agg, "mnist", group):
+            c = agg.get(("mnist", f) + group + (m,))
+            if c:
+                body.append([[(f"{f} {m}", False)]] + [[_p_part(r, "u"), _p_part(r, "r")] for r in c["rows"]])
+    slug = {1: "tableC3", 2: "tableC4"}[k] if paper else f"table-p-rare{k}" + skew.replace(", ", "-").replace(" ", "")
+    title = (f"Table C.{k + 2}: " if paper else "") + f"P_u / P_r per class (n_u / n_r), RGF in digit {k}{skew}"
+    return {"slug": slug, "title": title, "header": ["factor, model"] + list(MNIST_CLASSES + ("Total",)),
+            "rows": body, "note": "P_u (n_u) / P_r (n_r): share of samples with the factor among those the label "
+                                  "oracle puts in the class; !: |P_u - 0.5| > 0.25, the D_u model is not balanced "
+                                  "there (the paper's premise is P_u near 0.5)"}
+
+
+def _p_part(row, which):
+    k, n = sum(row[f"k_{which}"]), sum(row[f"n_{which}"])
+    if not n:
+        return "- (0)", False
+    flag = "!" if which == "u" and abs(k / n - 0.5) > 0.25 else ""
+    return f"{k / n:.2f}{flag} ({n / len(row[f'n_{which}']):.0f})", False
+
+
+def _how(r):
+    """The reading's words in a table's title; empty for our default reading."""
+    return ("" if r.test == "one-sample" else f", {r.test} test") + \
+        ("" if r.correction == "none" else f", {r.correction} correction") + \
+        ("" if r.summary == "ours" else f", {r.summary} summary") + ("" if r.min_n == MIN_N else f", min-n {r.min_n}") + \
+        ("" if r.summary != "readable" else f" (label p > {r.confidence:g}" + (
+            f", factor p > {FACTOR_CONFIDENT:g}" if r.factor_confident else "") + ")") + \
+        ("" if r.baseline_dev == BASELINE_DEV else f", baseline threshold {r.baseline_dev:g}")
+
+
+def tables(agg, reading=Reading()):
+    """Tables 1/2 (and one such table per other rare digit or skew), Table 4, Tables C.3/C.4 and Table 3
+    (cars), as dicts {slug, title, header, rows, note}; a cell is a list of (text, is_L) parts joined by
+    " / "."""
+    how, groups = _how(reading), _groups(agg, "mnist")
+    out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
+    out += [_table_p(agg, g) for g in groups]
+    return out + [_table3(agg, g, how) for g in _groups(agg, "cars")]
+
+
+# --------------------------------------------------------------------------- the writer
+def _tex(s):
+    return s.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%").replace("_", r"\_") \
+        .replace("#", r"\#").replace("±", r"$\pm$")
+
+
+def render(table, style="text"):
+    """A table as text (L marked *), Markdown (L bold), LaTeX (L \\textbf) or CSV (L marked *)."""
+    mark = {"text": "{}*", "csv": "{}*", "md": "**{}**", "tex": r"\textbf{{{}}}"}[style]
+    esc = _tex if style == "tex" else (lambda s: s)
+    cell = lambda parts: " / ".join(mark.format(esc(t)) if b else esc(t) for t, b in parts)
+    head, body = [esc(h) for h in table["header"]], [[cell(c) for c in r] for r in table["rows"]]
+    if style == "text":
+        return f"{table['title']}\n{data.text_grid(head, body)}\n{table['note']}\n"
+    if style == "csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerows([head] + body)
+        return buf.getvalue()
+    if style == "md":
+        lines = ["| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head)] + body]
+        return f"### {table['title']}\n\n" + "\n".join(lines) + f"\n\n{table['note']}\n"
+    lines = [" & ".join(r) + r" \\" for r in [head] + body]
+    return ("\\begin{table}[ht]\n\\centering\n\\caption{" + esc(table["title"]) + "}\n\\resizebox{\\textwidth}{!}{"
+            "\\begin{tabular}{l" + "c" * (len(head) - 1) + "}\n\\hline\n" + lines[0] + "\n\\hline\n"
+            + "\n".join(lines[1:]) + "\n\\hline\n\\end{tabular}}\n\\par\\small " + esc(table["note"])
+            + "\n\\end{table}\n")
+
+
+def export(results, rows, tabs, agg, out_dir, reading=Reading()):
+    """Write tables.{txt,md,tex,json}, one CSV per table and rows.csv (rows: every result's z-table, in
+    the order of results)."""
+    for style, ext in (("text", "txt"), ("md", "md"), ("tex", "tex")):
+        data.save_text("\n".join(render(t, style) for t in tabs), os.path.join(out_dir, f"tables.{ext}"))
+    for t in tabs:
+        data.save_text(render(t, "csv"), os.path.join(out_dir, f"{t['slug']}.csv"))
+    cells = [{"dataset": k[0], "factor": k[1], "rare": k[2], "p_in": k[3], "p_out": k[4], "model": k[5], **v}
+             for k, v in sorted(agg.items(), key=lambda kv: (kv[0][:5], model_key(kv[0][5])))]
+    plain = [{**{k: v for k, v in t.items() if k != "rows"}, "rows": [[render({**t, "rows": [[c]], "header": ["x"]},
+             "csv").splitlines()[1] for c in r] for r in t["rows"]]} for t in tabs]
+    data.save_json({**reading._asdict(), "tables": plain, "cells": cells}, os.path.join(out_dir, "tables.json"))
+    keys = ["model", "dataset", "factor", "rare", "p_in", "p_out", "seed", "class", "n_u", "k_u", "P_u",
+            "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "p_eq", "eq"] + \
+        [f"{k}_read" for k in READ_KEYS] + ["file"]
+    flat = [data.json_safe({k: {**res, **r}.get(k, "") for k in keys}) for res, rs in zip(results, rows) for r in rs]
+    data.save_csv(flat, os.path.join(out_dir, "rows.csv"))
+    print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")
