@@ -1,0 +1,183 @@
+"""Any cell's figures (study/figures.py through ztest.py --figures DIR --cell MODEL/CELL), with no training:
+the P_u/P_r chart of eq. 1 with its bars checked against result.json, Figure 3 of the GAN-SD with its
+legend off the curves, every model's training curves and labelled samples from --smoke runs, and bad
+--cell values answered in one line with exit 2. Every PNG stays under 150 KB.
+
+    python -m pytest -q tests/test_figures.py
+"""
+import filecmp
+import json
+import os
+
+import matplotlib
+import PIL.Image
+import pytest
+
+import ddpm
+import gan
+import oracles
+import vae
+import ztest
+from study import figures
+from study.readings import Reading
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = os.path.join(REPO, "results", "quick")
+MAX_PNG = 150 * 1024
+RUNS = {"vae": (vae, []), "gan": (gan, []), "gan-sd": (gan, ["--sd-lambda", "0.8"]), "ddpm": (ddpm, [])}
+
+
+def _committed(cell):
+    path = os.path.join(QUICK, cell, "result.json")
+    if not os.path.exists(path):
+        pytest.skip(f"no committed result {path}")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _small_png(path):
+    assert os.path.exists(path), f"{path} was not written"
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert os.path.getsize(path) <= MAX_PNG, f"{path} is {os.path.getsize(path)} bytes, over 150 KB"
+
+
+def test_wilson_interval():
+    lo, hi = figures.wilson(30, 100)
+    assert lo == pytest.approx(0.2189, abs=1e-4) and hi == pytest.approx(0.3958, abs=1e-4)   # textbook values
+    assert figures.wilson(0, 20)[0] == 0 and figures.wilson(20, 20)[1] == 1 and figures.wilson(0, 20)[1] > 0
+    assert all(v != v for v in figures.wilson(0, 0))                                          # n = 0: nan
+
+
+def test_pupr_chart_of_a_committed_cell_draws_the_result_without_training(tmp_path, monkeypatch, capsys):
+    """--figures DIR --cell ddpm/thick-rare1-seed0: the chart is written from result.json alone (the oracles
+    are never loaded), and the bars it drew are the result's P_u and P_r, its intervals Wilson's, its
+    letters the result's verdicts, for all samples and for the readable reading."""
+    res = _committed(os.path.join("ddpm", "thick-rare1-seed0"))
+    monkeypatch.setattr(oracles, "load_oracles", lambda *a, **k: pytest.fail("the chart needs no oracles"))
+    drawn, plot = {}, figures.plot_pupr
+    monkeypatch.setattr(figures, "plot_pupr", lambda *a, **k: drawn.setdefault("bars", plot(*a, **k)))
+    ztest.main([QUICK, "--figures", str(tmp_path), "--cell", "ddpm/thick-rare1-seed0"])
+    assert "wrote" in capsys.readouterr().out
+    _small_png(tmp_path / "pupr-ddpm-thick-rare1-seed0.png")
+    _small_png(tmp_path / "curves-ddpm-thick-rare1-seed0.png")
+    assert not (tmp_path / "figure3-ddpm-thick-rare1-seed0.png").exists()      # Figure 3 is the GAN's
+    bars = drawn["bars"]
+    for panel, sfx, letter in (("all", "", "verdict"), ("readable", "_read", "verdict_read")):
+        for w in ("u", "r"):
+            assert bars[panel][f"P_{w}"] == pytest.approx([row[f"P_{w}{sfx}"] for row in res["rows"]], abs=1e-12)
+            want = [figures.wilson(row[f"k_{w}{sfx}"], row[f"n_{w}{sfx}"]) for row in res["rows"]]
+            assert [v for ci in bars[panel][f"ci_{w}"] for v in ci] == pytest.approx([v for ci in want for v in ci],
+                                                                                   abs=1e-12)
+        assert bars[panel]["letters"] == [row[letter] for row in res["rows"]]
+
+
+def test_pupr_chart_letters_follow_the_summary_reading(tmp_path):
+    res = {**_committed(os.path.join("vae", "thin-rare2-seed0")), "file": "x/vae/thin-rare2-seed0/result.json"}
+    rows = ztest.result_rows(res, Reading())
+    paper = figures.plot_pupr(res, rows, tmp_path / "p.png", Reading(summary="paper", min_n=0))
+    assert set(paper["all"]["letters"]) <= {"L", "M"} and len(paper["all"]["letters"]) == 11
+    ours = figures.plot_pupr(res, rows, tmp_path / "o.png", Reading(summary="readable"))
+    assert ours["all"]["letters"] == [r["verdict"] for r in rows]     # readable: the all-samples panel reads ours
+    assert ours["readable"]["letters"] == [r["verdict_read"] for r in rows]
+
+
+def test_figure3_renders_for_the_gan_sd_with_its_legend_off_the_axes(tmp_path, monkeypatch, capsys):
+    """Figure 3 for gan-sd/thin-rare1-seed0 from its result.json; the legend sits outside the axes, so it
+    covers neither the D_u nor the D_r curve."""
+    _committed(os.path.join("gan-sd", "thin-rare1-seed0"))
+    boxes, save = [], figures._save
+
+    def spy(fig, path, dpi):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        boxes.append((os.path.basename(path), ax.get_legend().get_window_extent(), ax.get_window_extent()))
+        save(fig, path, dpi)
+    monkeypatch.setattr(figures, "_save", spy)
+    ztest.main([QUICK, "--figures", str(tmp_path), "--cell", "gan-sd/thin-rare1-seed0"])
+    capsys.readouterr()
+    _small_png(tmp_path / "figure3-gan-sd-thin-rare1-seed0.png")
+    legend, axes = next((lg, ax) for name, lg, ax in boxes if name.startswith("figure3-"))
+    assert legend.y1 <= axes.y0, "Figure 3's legend overlaps the plot"
+
+
+COMMITTED = ("gan/colour-rare1-seed0", "ddpm/thick-rare1-seed0", "vae/fracture-rare1-seed0")   # results/README.md
+
+
+@pytest.mark.parametrize("cell", COMMITTED)
+def test_the_committed_pupr_charts_are_redrawn_byte_for_byte(cell, tmp_path, monkeypatch, capsys):
+    """results/figures/pupr-MODEL-CELL.png is what --figures DIR --cell MODEL/CELL draws from the committed
+    result (skipped, as in test_results, when another matplotlib drew it); every committed PNG <= 150 KB."""
+    committed = os.path.join(REPO, "results", "figures", f"pupr-{cell.replace('/', '-')}.png")
+    for png in os.listdir(os.path.dirname(committed)):
+        _small_png(os.path.join(os.path.dirname(committed), png))
+    with PIL.Image.open(committed) as im:
+        if not im.info.get("Software", "").startswith(f"Matplotlib version{matplotlib.__version__},"):
+            pytest.skip(f"{committed} was drawn by another matplotlib than {matplotlib.__version__}")
+    monkeypatch.chdir(REPO)
+    ztest.main([os.path.join("results", "quick"), "--figures", str(tmp_path), "--cell", cell])
+    capsys.readouterr()
+    assert filecmp.cmp(tmp_path / os.path.basename(committed), committed, shallow=False), \
+        f"{committed} differs from what ztest.py --cell {cell} draws now: redraw it (results/README.md)"
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory, mnist_root, cache_dir):
+    """The four models' --smoke runs (colour, rare 1, seed 0) in one runs folder."""
+    runs = tmp_path_factory.mktemp("runs")
+    for name, (script, extra) in RUNS.items():
+        script.main(["--smoke", "--device", "cpu", "--data-root", mnist_root, "--cache-dir", cache_dir,
+                     "--runs", str(runs), *extra])
+    return str(runs)
+
+
+@pytest.mark.parametrize("model", sorted(RUNS))
+def test_every_models_figures_render_from_a_smoke_run(model, smoke_runs, mnist_root, cache_dir, tmp_path, capsys):
+    """--cell MODEL/colour-rare1-seed0 --runs: the P_u/P_r chart, the training curves (from history.csv,
+    the same as result.json's history), Figure 3 for the GANs and the samples labelled by the oracles;
+    each a PNG under 150 KB."""
+    cell = f"{model}/colour-rare1-seed0"
+    out = tmp_path / "figures"
+    ztest.main([smoke_runs, "--figures", str(out), "--cell", cell, "--runs", smoke_runs, "--data-root", mnist_root,
+                "--cache-dir", cache_dir, "--device", "cpu"])
+    capsys.readouterr()
+    kinds = ["pupr", "curves", "samples"] + (["figure3"] if model.startswith("gan") else [])
+    for kind in kinds:
+        _small_png(out / f"{kind}-{model}-colour-rare1-seed0.png")
+    assert sorted(os.listdir(out)) == sorted(f"{kind}-{model}-colour-rare1-seed0.png" for kind in kinds)
+    with open(os.path.join(smoke_runs, model, "colour-rare1-seed0", "result.json")) as fh:
+        drawn = figures.plot_curves(figures.histories(json.load(fh)), tmp_path / "c.png", model)   # result.json's
+    assert set(drawn) >= {"vae": {"loss", "rec", "kl"}, "gan": {"loss_d", "loss_g"}, "gan-sd": {"loss_d", "loss_g"},
+                          "ddpm": {"loss"}}[model]
+    assert all({"D_u model", "D_r model"} <= set(lines) for lines in drawn.values())
+
+
+def test_the_history_of_a_smoke_result_matches_its_history_csv(smoke_runs):
+    """A --smoke run writes result.json with the history of both models, as in their history.csv."""
+    for model in RUNS:
+        path = os.path.join(smoke_runs, model, "colour-rare1-seed0", "result.json")
+        with open(path) as fh:
+            res = {**json.load(fh), "file": path}
+        from_csv = figures.histories(res, figures.run_folders(res, smoke_runs))
+        for w in ("u", "r"):
+            assert res["history"][w] and len(res["history"][w]) == len(from_csv[w])
+            for a, b in zip(res["history"][w], from_csv[w]):
+                assert {k: float(v) for k, v in a.items()} == pytest.approx(b)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--cell", "ddpm/no-such-cell"], "--cell ddpm/no-such-cell"),
+    (["--cell", "nowhere/thick-rare1-seed0"], "--cell nowhere/thick-rare1-seed0"),
+    (["--cell"], "--cell"),                                    # several results: MODEL/CELL is needed
+    (["--cell", "ddpm/thick-rare1-seed0", "--runs", "/nonexistent/runs"], "--runs /nonexistent/runs"),
+    (["--cell", "ddpm/thick-rare1-seed0", "--runs", "EMPTY"], "no samples of the cell ddpm/thick-rare1-seed0"),
+])
+def test_bad_cell_values_are_one_line_and_exit_2(argv, words, tmp_path, capsys):
+    out, empty = tmp_path / "figures", tmp_path / "runs"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as e:
+        ztest.main([QUICK, "--figures", str(out), *[str(empty) if a == "EMPTY" else a for a in argv]])
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert e.value.code == 2 and words in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and cap.out == "" and not out.exists()
