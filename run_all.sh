@@ -43,6 +43,8 @@ Grid
                    CompCars data is present, else it is skipped with a note)
   --rares LIST     rare digits for MNIST, 0-9 (default: 1,2)
   --seeds LIST     training seeds (default: 0); several seeds add the aggregated tables (Appendix F)
+  --data-seed N    the data seed of D_u / D_r and the oracles (default: 0; runs of N > 0 are named -dsN)
+  --oracles R      the oracles' recipe, robust (ours) or paper (section 5.2) (default: robust)
   --lambdas LIST   SD strengths for gan-sd; 0.8 is the paper's GAN-SD, others run as gan-sd<L>
                    (default: 0.8; the Appendix D sweep is 0.1,0.4,0.8,1.6)
   --skew P,Q       also run the relaxed skew: D_r with p_in=P, p_out=Q (default: off; strict 1,0 only)
@@ -56,8 +58,8 @@ Running
                    without, each cell gets OMP_NUM_THREADS=<cores>/N unless you set it
   --list           print one command per line and run nothing
   --force          redo cells whose output exists (passed to the scripts as --force; cached oracles stay)
-  --out DIR        where the model scripts write their runs (default: runs)
-  --results DIR    tables and logs (default: results)
+  --runs DIR       the runs folder, where the model scripts write (default: runs)
+  --out-dir DIR    where the tables and the logs are written (default: results)
   --python PATH    interpreter (default: .venv/bin/python if present, else python3)
   --data-root DIR, --cache-dir DIR, --device D   passed to every script when given
 Tables (passed to ztest.py)
@@ -67,7 +69,7 @@ Tables (passed to ztest.py)
                    equivalence (L only when TOST shows it) or readable (ours, on the samples the
                    label oracle reads with p > 0.9) (default: ours)
   -h, --help       this help
-Options after -- go to every script as they are (e.g. -- --samples 500); use them with a fresh --out.
+Options after -- go to every script as they are (e.g. -- --samples 500); use them with a fresh --runs.
 Exit status: 0 all cells done, 1 a cell (or the tables) failed, 2 bad option, 130/143 interrupted.
 EOF
 }
@@ -82,7 +84,9 @@ SD_PAPER=0.8                                      # section 6.3: lambda = 0.8 is
 
 models="vae,gan,gan-sd,ddpm"; factors="colour,thin,thick,swell,fracture,cars"; rares="1,2"; seeds="0"
 lambdas="$SD_PAPER"; skew=""; stage="all"; preset=""; jobs=1; list=0; force=0
-out="runs"; results="results"; python=""; data_root=""; cache_dir=""; device=""; extra=(); min_n=""; summary=""
+runs="runs"; out_dir="results"; python=""; data_root=""; cache_dir=""; device=""; extra=(); min_n=""; summary=""
+data_seed=""; recipe=""
+renamed() { echo "run_all.sh: $1 is now $2; the old name goes in the next release" >&2; }
 
 need() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "option $1 needs a value (see --help)"; }
 while [[ $# -gt 0 ]]; do
@@ -97,8 +101,12 @@ while [[ $# -gt 0 ]]; do
         --skew)     need "$@"; skew="$2"; shift 2 ;;
         --stage)    need "$@"; stage="$2"; shift 2 ;;
         --jobs)     need "$@"; jobs="$2"; shift 2 ;;
-        --out)      need "$@"; out="$2"; shift 2 ;;
-        --results)  need "$@"; results="$2"; shift 2 ;;
+        --runs)     need "$@"; runs="$2"; shift 2 ;;
+        --out-dir)  need "$@"; out_dir="$2"; shift 2 ;;
+        --out)      need "$@"; renamed --out --runs; runs="$2"; shift 2 ;;
+        --results)  need "$@"; renamed --results --out-dir; out_dir="$2"; shift 2 ;;
+        --data-seed) need "$@"; data_seed="$2"; shift 2 ;;
+        --oracles)  need "$@"; recipe="$2"; shift 2 ;;
         --python)   need "$@"; python="$2"; shift 2 ;;
         --data-root) need "$@"; data_root="$2"; shift 2 ;;
         --cache-dir) need "$@"; cache_dir="$2"; shift 2 ;;
@@ -145,6 +153,9 @@ nodup --models "${M[@]}"; nodup --factors "${F[@]}"; nodup --rares "${K[@]}"; no
 mapfile -t Lg < <(for l in "${L[@]}"; do g "$l"; echo; done); nodup --lambdas "${Lg[@]}"
 in_list "$stage" all u r || die "bad --stage '$stage'; accepted: all, u, r"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "bad --jobs '$jobs'; accepted: an integer >= 1"
+[[ -z "$data_seed" || "$data_seed" =~ ^[0-9]+$ ]] || die "bad --data-seed '$data_seed'; accepted: an integer >= 0"
+[[ -z "$recipe" ]] || in_list "$recipe" robust paper || die "bad --oracles '$recipe'; accepted: robust, paper"
+ds=""; [[ -z "$data_seed" || "$data_seed" -eq 0 ]] || ds="-ds$((10#$data_seed))"   # the scripts' run names
 [[ -z "$min_n" || "$min_n" =~ ^[0-9]+$ ]] || die "bad --min-n '$min_n'; accepted: an integer >= 0"
 [[ -z "$summary" ]] || in_list "$summary" ours paper equivalence readable \
     || die "bad --summary '$summary'; accepted: ours, paper, equivalence, readable"
@@ -153,18 +164,27 @@ if [[ -z "$python" ]]; then
     if [[ -x "$HERE/.venv/bin/python" ]]; then python=".venv/bin/python"; else python="python3"; fi
 fi
 
-# The scripts are called from the repository root; relative --out/--results mean "from where you
+# The scripts are called from the repository root; relative --runs/--out-dir mean "from where you
 # called", so they are made absolute unless you called from the repository root.
 cd_abs() { if [[ "$1" == /* || "$PWD" == "$HERE" ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
-out="$(cd_abs "$out")"; results="$(cd_abs "$results")"
+runs="$(cd_abs "$runs")"; out_dir="$(cd_abs "$out_dir")"
 [[ "$python" == */* && "$python" != /* && "$PWD" != "$HERE" ]] && python="$PWD/$python"
 ( cd "$HERE" && command -v "$python" >/dev/null ) || die "--python '$python' is not an executable"
 [[ -z "$data_root" ]] || data_root="$(cd_abs "$data_root")"
 [[ -z "$cache_dir" ]] || cache_dir="$(cd_abs "$cache_dir")"
 cd "$HERE"
+# The interpreter must import the project (torch, numpy, ...): a missing or broken environment is one
+# line here, not a traceback in every cell's log.
+why="$("$python" -c 'import sys
+try:
+    import ztest
+except Exception as e:
+    print(f"{type(e).__name__}: {e}".splitlines()[0]); sys.exit(1)' 2>/dev/null)" \
+    || die "'$python' cannot run the scripts (${why:-it failed to start}); use the project's environment" \
+           "(README: setup) or --python .venv/bin/python"
 
 # --------------------------------------------------------------------------- the grid
-# A model token -> the script, its model options, and its run name (the folder under --out). This
+# A model token -> the script, its model options, and its run name (the folder under --runs). This
 # table is the only place that knows the scripts; add your own model as one more case.
 model_cells() {   # model token -> lines "script|options|run name"
     case "$1" in
@@ -196,7 +216,8 @@ fi
 # Options for every call: the data/cache/device ones go to oracles.py too; the rest only to the models.
 shared=(); [[ -z "$data_root" ]] || shared+=(--data-root "$data_root")
 [[ -z "$cache_dir" ]] || shared+=(--cache-dir "$cache_dir"); [[ -z "$device" ]] || shared+=(--device "$device")
-common=(--out "$out"); [[ -n "$preset" ]] && common+=("$preset"); [[ $force -eq 1 ]] && common+=(--force)
+[[ -z "$data_seed" ]] || shared+=(--data-seed "$data_seed"); [[ -z "$recipe" ]] || shared+=(--oracles "$recipe")
+common=(--runs "$runs"); [[ -n "$preset" ]] && common+=("$preset"); [[ $force -eq 1 ]] && common+=(--force)
 [[ -z "$min_n" ]] || common+=(--min-n "$min_n")       # the scripts print the z-table too
 common+=("${shared[@]}" "${extra[@]}")
 
@@ -229,16 +250,16 @@ for m in "${M[@]}"; do
         else
           d="$f"; base=(--factor "$f"); rlist=("${K[@]}"); sks=("${skews[@]}")
         fi
-        du="$run/$d-balanced-seed$s"
-        add_cell U "$du" "$out/$du/samples.npz" "" \
+        du="$run/$d-balanced$ds-seed$s"
+        add_cell U "$du" "$runs/$du/samples.npz" "" \
             "$python" "$script" "${mo[@]}" "${base[@]}" --seed "$s" --stage u "${common[@]}"
         for k in "${rlist[@]}"; do
           for sk in "${sks[@]}"; do
             pin="${sk%|*}"; pout="${sk#*|}"
-            if [[ "$sk" == "1|0" ]]; then cell="$d-rare$k-seed$s"; so=()
-            else cell="$d-rare$k-pin$pin-pout$pout-seed$s"; so=(--p-in "$pin" --p-out "$pout"); fi
+            if [[ "$sk" == "1|0" ]]; then cell="$d-rare$k$ds-seed$s"; so=()
+            else cell="$d-rare$k-pin$pin-pout$pout$ds-seed$s"; so=(--p-in "$pin" --p-out "$pout"); fi
             [[ "$f" == cars ]] && k_opt=() || k_opt=(--rare "$k")
-            add_cell R "$run/$cell" "$out/$run/$cell/result.json" "$du" \
+            add_cell R "$run/$cell" "$runs/$run/$cell/result.json" "$du" \
                 "$python" "$script" "${mo[@]}" "${base[@]}" "${k_opt[@]}" "${so[@]}" --seed "$s" --stage r "${common[@]}"
           done
         done
@@ -272,10 +293,10 @@ if [[ ${#gpus[@]} -eq 0 && $jobs -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
     export OMP_NUM_THREADS=$(( n > 0 ? n : 1 ))
 fi
 
-mkdir -p "$results/logs"
+mkdir -p "$out_dir/logs"
 if command -v flock >/dev/null 2>&1; then        # two runners on one results folder would race
-    exec 9>"$results/.run_all.lock"
-    flock -n 9 || die "another run_all.sh is running on $results (lock file $results/.run_all.lock)"
+    exec 9>"$out_dir/.run_all.lock"
+    flock -n 9 || die "another run_all.sh is running on $out_dir (lock file $out_dir/.run_all.lock)"
 fi
 
 t0=$SECONDS; total=$(( ${#U[@]} + ${#R[@]} )); done_n=0; skipped=0; failed=()
@@ -286,7 +307,7 @@ status() {   # one line per cell event: [done/total] what cell (elapsed since th
     printf '[%*d/%d] %-6s %s  (elapsed %s)\n' ${#total} "$done_n" "$total" "$1" "$2" "$(hms $((SECONDS - t0)))"
 }
 field() { local IFS='|'; local -a a; read -r -a a <<<"$1"; echo "${a[$2]}"; }   # field $2 of record $1
-log_of() { echo "$results/logs/$1.log"; }
+log_of() { echo "$out_dir/logs/$1.log"; }
 preset_of() {   # --quick / --smoke / paper: the preset recorded in a result.json (samples.npz: as asked)
     [[ "$1" == *.json ]] || { echo "${preset:-paper}"; return; }
     if grep -q '"smoke": true' "$1"; then echo --smoke; elif grep -q '"quick": true' "$1"; then echo --quick
@@ -299,7 +320,7 @@ finish() {   # the cell in slot $1 ended with exit status $2
     slot_pid[$1]=""; done_n=$((done_n + 1))
     dep="$(field "${slot_rec[$1]}" 2)"
     if [[ "$rc" -eq 0 && -z "$donef" ]]; then :          # the oracle step: its exit status says it all
-    elif [[ "$rc" -eq 0 && ! -e "$donef" && -n "$dep" && ! -e "$out/$dep/samples.npz" ]]; then
+    elif [[ "$rc" -eq 0 && ! -e "$donef" && -n "$dep" && ! -e "$runs/$dep/samples.npz" ]]; then
         why="D_r model trained, but no D_u model $dep yet for the z-test: run its --stage u, then this again"
     elif [[ "$rc" -eq 0 && ! -e "$donef" ]]; then why="exit 0 but no $donef"
     elif [[ "$rc" -ne 0 ]]; then why="exit $rc: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | cut -c1-200)"; fi
@@ -362,7 +383,7 @@ run_cells() {   # run the given cell records, $jobs at a time, and wait for all 
 }
 
 echo "run_all.sh: ${#U[@]} oracle and D_u cells, then ${#R[@]} D_r cells, $jobs at a time${gpus:+, on GPUs ${gpus[*]}}"
-echo "run_all.sh: logs in $results/logs/, runs in $out/"
+echo "run_all.sh: logs in $out_dir/logs/, runs in $runs/"
 [[ -z "$cars_note" ]] || echo "note: $cars_note"
 run_cells "${U[@]}"      # phase 1: the oracles and every D_u model, once
 run_cells "${R[@]}"      # phase 2: the D_r models, each compared with its D_u model
@@ -406,16 +427,16 @@ if [[ ${#R[@]} -gt 0 ]]; then
             [[ "$run" == gan* ]] && sweep[$run]+="$res"$'\n'
         fi
     done
-    render "$results" "${main[@]}" && main_ok=1 || main_ok=0
+    render "$out_dir" "${main[@]}" && main_ok=1 || main_ok=0
     if [[ ${#L[@]} -gt 1 || "$(g "${L[0]}")" != "$(g $SD_PAPER)" ]]; then
         for l in "${L[@]}"; do                 # the GAN-SD runs all show as "GAN-SD": one folder per lambda
             [[ "$(g "$l")" == "$(g $SD_PAPER)" ]] && run=gan-sd || run="gan-sd$(g "$l")"
             mapfile -t files < <(printf '%s' "${sweep[gan]:-}${sweep[$run]:-}")
-            render "$results/sd-sweep/lambda$(g "$l")" "${files[@]}" || true
+            render "$out_dir/sd-sweep/lambda$(g "$l")" "${files[@]}" || true
         done
     fi
-    [[ -z "$skew" ]] || render "$results/skew-pin$(g "${Q[0]}")-pout$(g "${Q[1]}")" "${skewed[@]}" || true
-    if [[ $main_ok -eq 1 && -e "$results/tables.txt" ]]; then echo; cat "$results/tables.txt"; fi
+    [[ -z "$skew" ]] || render "$out_dir/skew-pin$(g "${Q[0]}")-pout$(g "${Q[1]}")" "${skewed[@]}" || true
+    if [[ $main_ok -eq 1 && -e "$out_dir/tables.txt" ]]; then echo; cat "$out_dir/tables.txt"; fi
 fi
 [[ -z "$cars_note" ]] || echo "note: $cars_note"
 

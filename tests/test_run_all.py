@@ -30,6 +30,8 @@ RUN_ALL = ROOT / "run_all.sh"
 FAKE = textwrap.dedent(r'''
     #!{python}
     import argparse, json, os, sys, time
+    if sys.argv[1] == "-c":                 # run_all.sh asking whether the interpreter imports the project
+        sys.exit(0)
     journal = os.environ["FAKE_JOURNAL"]
     def note(*words):
         with open(journal, "a") as fh:
@@ -56,8 +58,8 @@ FAKE = textwrap.dedent(r'''
         note("oracle", name, "smoke" if "--smoke" in a else "-")
         sys.exit(3 if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in name else 0)
     p = argparse.ArgumentParser()
-    for o in ("--factor", "--dataset", "--rare", "--seed", "--stage", "--out", "--p-in", "--p-out",
-              "--sd-lambda", "--data-root", "--device", "--min-n"):
+    for o in ("--factor", "--dataset", "--rare", "--seed", "--stage", "--runs", "--p-in", "--p-out",
+              "--sd-lambda", "--data-root", "--device", "--min-n", "--data-seed", "--oracles"):
         p.add_argument(o)
     for o in ("--quick", "--smoke", "--force"):
         p.add_argument(o, action="store_true")
@@ -67,7 +69,7 @@ FAKE = textwrap.dedent(r'''
         lam = float(a.sd_lambda)
         run = "gan-sd" if lam == 0.8 else f"gan-sd{{lam:g}}"
     d = "cars" if a.dataset == "cars" else a.factor
-    udir = os.path.join(a.out, run, f"{{d}}-balanced-seed{{a.seed}}")
+    udir = os.path.join(a.runs, run, f"{{d}}-balanced-seed{{a.seed}}")
     if a.stage == "u":
         cell = f"{{run}}/{{d}}-balanced-seed{{a.seed}}"
     else:
@@ -85,7 +87,7 @@ FAKE = textwrap.dedent(r'''
     else:
         if not os.path.exists(os.path.join(udir, "{u_marker}")):   # like ztest: D_r only, no z-test
             print("no D_u samples yet"); note("end", cell); sys.exit(0)
-        rdir = os.path.join(a.out, cell)
+        rdir = os.path.join(a.runs, cell)
         res = os.path.join(rdir, "result.json")
         config = {{"quick": a.quick, "smoke": a.smoke}}
         if os.path.exists(res) and not a.force:       # like ztest: the same settings or exit 2
@@ -115,8 +117,8 @@ def fake(tmp_path):
 
 
 def run_all(fake, *args, env=None, **kw):
-    cmd = ["bash", str(RUN_ALL), "--python", fake["python"], "--out", str(fake["out"]),
-           "--results", str(fake["results"]), *args]
+    cmd = ["bash", str(RUN_ALL), "--python", fake["python"], "--runs", str(fake["out"]),
+           "--out-dir", str(fake["results"]), *args]
     return subprocess.run(cmd, cwd=ROOT, env=dict(fake["env"], **(env or {})), capture_output=True,
                           text=True, timeout=120, **kw)
 
@@ -137,8 +139,8 @@ def test_list_prints_one_command_per_cell_and_runs_nothing(fake):
     assert len(lines) == 2 + 8 + 16
     out, py = fake["out"], fake["python"]
     assert lines[:2] == [f"{py} oracles.py --factor colour", f"{py} oracles.py --factor thin"]
-    assert lines[2] == f"{py} vae.py --factor colour --seed 0 --stage u --out {out} --quick"
-    assert f"{py} gan.py --sd-lambda 0.8 --factor thin --rare 2 --seed 1 --stage r --out {out} --quick" in lines
+    assert lines[2] == f"{py} vae.py --factor colour --seed 0 --stage u --runs {out} --quick"
+    assert f"{py} gan.py --sd-lambda 0.8 --factor thin --rare 2 --seed 1 --stage r --runs {out} --quick" in lines
     assert all("--stage u" in l for l in lines[2:10]) and all("--stage r" in l for l in lines[10:])
     assert len(set(lines)) == len(lines)
     assert not fake["results"].exists() and not fake["out"].exists()   # nothing run, nothing written
@@ -147,14 +149,14 @@ def test_list_prints_one_command_per_cell_and_runs_nothing(fake):
 
 def test_list_paths_are_relative_to_the_caller(fake, tmp_path):
     r = subprocess.run(["bash", str(RUN_ALL), "--list", "--python", fake["python"], "--models", "vae",
-                        "--factors", "colour", "--rares", "1", "--out", "myruns", "--data-root", "d"],
+                        "--factors", "colour", "--rares", "1", "--runs", "myruns", "--data-root", "d"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].endswith(f"oracles.py --factor colour --data-root {tmp_path}/d")
-    assert r.stdout.splitlines()[1].endswith(f"--out {tmp_path}/myruns --data-root {tmp_path}/d")
+    assert r.stdout.splitlines()[1].endswith(f"--runs {tmp_path}/myruns --data-root {tmp_path}/d")
     r = subprocess.run(["bash", str(RUN_ALL), "--list", "--models", "vae", "--factors", "colour"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)   # from the repository root
-    assert r.stdout.splitlines()[1].endswith("vae.py --factor colour --seed 0 --stage u --out runs")
+    assert r.stdout.splitlines()[1].endswith("vae.py --factor colour --seed 0 --stage u --runs runs")
 
 
 def test_list_sweep_skew_and_stage(fake):
@@ -177,7 +179,7 @@ def test_cars_is_a_note_when_absent_and_cells_when_present(fake):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].endswith("oracles.py --dataset cars") and len(lines) == 3
-    assert lines[2].endswith(f"vae.py --dataset cars --rare 0 --seed 0 --stage r --out {fake['out']}")
+    assert lines[2].endswith(f"vae.py --dataset cars --rare 0 --seed 0 --stage r --runs {fake['out']}")
     # the relaxed skew is MNIST-only (the scripts refuse --p-in for cars): no skewed cars cell
     r = run_all(fake, "--list", "--models", "vae", "--factors", "cars,thin", "--rares", "1",
                 "--skew", "0.9,0.1", env={"FAKE_CARS": "1"})
@@ -237,8 +239,8 @@ def test_two_cell_grid_runs_then_skips(fake):
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_resume_after_interruption_runs_no_cell_twice(fake, how):
     args = ["--models", "vae", "--factors", "colour,thin", "--rares", "1,2", "--smoke"]  # 2 U + 4 R cells
-    cmd = ["bash", str(RUN_ALL), "--python", fake["python"], "--out", str(fake["out"]),
-           "--results", str(fake["results"]), *args]
+    cmd = ["bash", str(RUN_ALL), "--python", fake["python"], "--runs", str(fake["out"]),
+           "--out-dir", str(fake["results"]), *args]
     env = dict(fake["env"], FAKE_SLEEP="1.2")
     # A shell started in the background (`cmd &`, nohup) ignores SIGINT, and bash cannot trap a signal that
     # was ignored when it started: give run_all.sh the default SIGINT a terminal's foreground job has.
@@ -363,9 +365,10 @@ def test_cell_folders_match_the_real_scripts(tmp_path, monkeypatch):
     monkeypatch.setattr(ztest, "finished_result", finished_result)
 
     grid = ["--factors", "colour,thin", "--rares", "1", "--lambdas", "0.1,0.8", "--skew", "0.9,0.1",
-            "--smoke", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+            "--data-seed", "2", "--oracles", "paper", "--smoke", "--runs", str(tmp_path / "runs"),
+            "--out-dir", str(tmp_path / "results")]
     nop = tmp_path / "nop"
-    nop.write_text('#!/bin/sh\n[ "$1" = oracles.py ]\n')   # would fail any model cell it had to run
+    nop.write_text('#!/bin/sh\n[ "$1" = oracles.py ] || [ "$1" = -c ]\n')   # would fail any model cell it ran
     nop.chmod(0o755)
     r = subprocess.run(["bash", str(RUN_ALL), "--python", str(nop), "--list", *grid], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
@@ -386,7 +389,7 @@ def test_real_scripts_smoke_grid(tmp_path, mnist_root, cache_dir):
     """The real vae.py and ztest.py on the offline fixture (or real MNIST with --smoke's subset)."""
     args = ["bash", str(RUN_ALL), "--smoke", "--models", "vae", "--factors", "colour", "--rares", "1",
             "--data-root", mnist_root, "--cache-dir", cache_dir,
-            "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+            "--runs", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "results")]
     r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads((tmp_path / "runs" / "vae" / "colour-rare1-seed0" / "result.json").read_text())
