@@ -1,0 +1,71 @@
+"""One cell's report from its result.json, with no training: the z-table as its run printed it, the
+cell's Table 4 letter under every reading, the sample-quality report, and where the result came from.
+
+    python ztest.py results/quick/gan/colour-rare1-seed0/result.json --cell
+    python ztest.py results/quick --cell gan/colour-rare1-seed0
+
+ztest.py computes the z-table's rows and its text (eq. 1 is ztest's) and hands them down; nothing here
+imports ztest.
+"""
+import os
+
+import data
+from study import quality
+from study.readings import SUMMARIES, summary_letter
+
+HOW = {"ours": "ours", "paper": "paper's", "equivalence": "equivalence", "readable": "readable"}
+
+
+def pick(results, spec):
+    """The one result that `spec` names: "" when a single result was given, else MODEL/CELL, the end of
+    its path (gan/colour-rare1-seed0, or the run folder's name alone when that is unique)."""
+    if not spec:
+        if len(results) != 1:
+            raise ValueError(f"--cell without a MODEL/CELL needs one result file, got {len(results)}; "
+                             f"e.g. --cell {_name(results[0])}")
+        return results[0]
+    want = spec.strip("/").split("/")
+    hits = [r for r in results if _name(r).split("/")[-len(want):] == want]
+    if len(hits) != 1:
+        some = ", ".join(sorted(_name(r) for r in hits or results)[:3])
+        raise ValueError(f"--cell {spec} matches {len(hits)} of the results given; accepted: the MODEL/CELL "
+                         f"folder of one of them, e.g. {some}")
+    return hits[0]
+
+
+def _name(res):
+    """run_name/cell folder of a result file: gan/colour-rare1-seed0."""
+    folder = os.path.dirname(os.path.abspath(res["file"]))
+    return f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+
+
+def letters(rows, reading):
+    """The cell's Table 4 letter per class under each summary rule (the paper's with min-n 0, as
+    ztest.py --summary paper --min-n 0 reads it), as text."""
+    head = ["class"] + [HOW[h] for h in SUMMARIES]
+    body = [[str(r["name"])] + [summary_letter(r, h, reading.alpha, 0 if h == "paper" else reading.min_n)
+                                for h in SUMMARIES] for r in rows]
+    return ("Table 4's letter under each reading (docs/readings.md; the paper's with min-n 0)\n"
+            + data.text_grid(head, body))
+
+
+def origin(res):
+    """One line: when and where the result was made, from its provenance (absent in older files)."""
+    p = res.get("provenance")
+    if not p:
+        return f"made {res.get('created', '?')} on {res.get('device', '?')} (torch {res.get('torch', '?')}); " \
+               f"no provenance recorded (a result from before it was)"
+    code = "no git checkout" if not p.get("commit") else \
+        f"commit {p['commit'][:12]}{' (dirty)' if p.get('dirty') else ''}"
+    machine = p.get("gpu") or p.get("cpu") or "?"
+    return f"made {res.get('created', '?')} by {code} on {machine} ({res.get('device', '?')}), " \
+           f"torch {p['versions'].get('torch')}, numpy {p['versions'].get('numpy')}"
+
+
+def cell(res, ztable, rows, reading):
+    """The report: `ztable` (ztest.format_rows of `rows`, the result's z-table under the reading), the
+    letters under every reading, the quality report (when the result has one) and the origin line."""
+    parts = [ztable, letters(rows, reading)]
+    if "quality" in res:
+        parts.append(quality.format_quality(res["quality"], res["classes"]))
+    return "\n\n".join(parts) + "\n" + origin(res)
