@@ -7,7 +7,8 @@ white); then the few helpers every model script calls (options, run folders, the
 Morpho-MNIST rendering engine lives in study/morpho.py; the run plumbing (atomic files, locks, device,
 seeds, mixed precision, the Checkpoint of a training run) in study/runs.py, re-exported here as data.*.
 
-    python data.py --factor thin --rare 1 --out preview.png   # D_u / D_r grid + per-class counts
+    python data.py --factor thin --rare 1 --out-dir .   # D_u / D_r grid (./preview.png) + per-class counts
+    python data.py --factor thin --rare 1 --export --out-dir gen   # gen/du.npz, gen/dr.npz (docs/own-generator.md)
 """
 import argparse
 import hashlib
@@ -19,9 +20,9 @@ import tempfile
 import numpy as np
 import torch
 
-from study import morpho
+from study import cli, morpho
 from study.morpho import MORPH_OPS, RECIPE, RENDERINGS, morphometrics  # noqa: F401 (re-exported)
-from study.runs import (EMA, Checkpoint, atomic_write, fail, file_lock, json_safe, progress,  # noqa: F401
+from study.runs import (EMA, Checkpoint, atomic_write, fail, file_lock, json_safe, progress, save_preview,  # noqa
                         save_csv, save_json, save_text, text_grid, pick_device, set_seed, amp_dtype, autocast,
                         cached_samples, check_identity, sample_key)   # ztest.py's reading of a finished cell
 
@@ -353,7 +354,7 @@ def common_parser(doc, epochs, batch_size, lr, samples=1000):
     a("--data-seed", type=int, default=0, help="seed of the datasets' factor assignment (default: 0)")
     a("--data-root", default=None, help="MNIST root (default: $RGF_DATA_ROOT, else ./data)")
     a("--cache-dir", default=None, help="cache for perturbed digits and oracles (default: <data-root>/rgf-cache)")
-    a("--out", default="runs", help="output folder (default: runs)")
+    a("--runs", default="runs", metavar="DIR", help="the runs folder: a sub-folder per model and cell (default: runs)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto = CUDA when present)")
     a("--epochs", type=int, default=epochs, help=f"training epochs per model (default: {epochs})")
     a("--batch-size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
@@ -364,8 +365,8 @@ def common_parser(doc, epochs, batch_size, lr, samples=1000):
     g.add_argument("--quick", action="store_true", help="CPU preset: fewer epochs / a subset (default: off)")
     g.add_argument("--smoke", action="store_true", help="seconds-long run for the tests (default: off)")
     a("--force", action="store_true", help="retrain even when checkpoints or results exist (default: off)")
-    a("--stage", default="both", choices=("both", "u", "r"), help="both: D_u if needed, then D_r, then the "
-      "z-test; u: only the D_u model; r: only the D_r model (default: both)")
+    a("--stage", default="all", choices=("all", "u", "r"), help="all: D_u if needed, then D_r, then the "
+      "z-test; u: only the D_u model; r: only the D_r model (default: all)")
     a("--min-n", type=int, default=MIN_N, help=f"z-table: a class with fewer samples in either model is 'too "
       f"few samples' (n), never L; 0 = the paper's rule (default: {MIN_N})")
     a("--oracles", default="robust", choices=("robust", "paper"), help="the oracles' training recipe: robust "
@@ -403,15 +404,8 @@ def parse_args(parser, argv=None, presets=None, check=None):
     """Parse, apply the --quick / --smoke preset to every option the user did not set explicitly, then
     validate (common checks, then check(args) -> error string or None). Errors: one line, exit 2."""
     parser.error = fail                  # argparse's own errors: one line too
-    args = parser.parse_args(argv)
-    saved = [(a, a.default) for a in parser._actions]
-    try:                                 # the options set explicitly: parse again, every default suppressed
-        for a, _ in saved:
-            a.default = argparse.SUPPRESS
-        explicit = set(vars(parser.parse_args(argv)))
-    finally:
-        for a, d in saved:
-            a.default = d
+    argv = cli.renamed(argv, cli.MODEL_RENAMES)   # --out, --stage both: the old names, with a notice
+    args, explicit = parser.parse_args(argv), cli.explicit(parser, argv)
     for mode in [m for m in ("quick", "smoke") if getattr(args, m)]:
         for k, v in {**BASE_PRESETS[mode], **(presets or {}).get(mode, {})}.items():
             if not hasattr(args, k):
@@ -427,18 +421,18 @@ def parse_args(parser, argv=None, presets=None, check=None):
 
 
 def run_dirs(args, run_name):
-    """{"u": <out>/<run_name>/<factor>-balanced-seed<s>, "r": <out>/<run_name>/<factor>-rare<k>-seed<s>}
+    """{"u": <runs>/<run_name>/<factor>-balanced-seed<s>, "r": <runs>/<run_name>/<factor>-rare<k>-seed<s>}
     (or -rare1-pin0.9-pout0.1-ds2-seed0, cars-rare0-seed0). Every rare class k shares the D_u model."""
     pre = "cars" if args.dataset == "cars" else args.factor
     ds = f"-ds{args.data_seed}" if args.data_seed else ""
     skew = "" if (args.p_in, args.p_out) == (1.0, 0.0) else f"-pin{args.p_in:g}-pout{args.p_out:g}"
-    return {"u": os.path.join(args.out, run_name, f"{pre}-balanced{ds}-seed{args.seed}"),
-            "r": os.path.join(args.out, run_name, f"{pre}-rare{args.rare}{skew}{ds}-seed{args.seed}")}
+    return {"u": os.path.join(args.runs, run_name, f"{pre}-balanced{ds}-seed{args.seed}"),
+            "r": os.path.join(args.runs, run_name, f"{pre}-rare{args.rare}{skew}{ds}-seed{args.seed}")}
 
 
 def stages(args):
     """The models this run trains, in the order of section 4: D_u, then D_r (--stage picks one)."""
-    return ("u", "r") if args.stage == "both" else (args.stage,)
+    return ("u", "r") if args.stage == "all" else (args.stage,)
 
 
 def load_split(args, which, device):
@@ -475,49 +469,36 @@ def sampling_generator(seed, device):
     return torch.Generator(device=device).manual_seed(seed + SAMPLING_SEED)
 
 
-# --- command line: a preview of D_u and D_r --------------------------------------------------------
-def _grid(x, y, f, classes, per=4):
-    """One row per class: `per` examples with f = 0, then `per` with f = 1 (grey where none)."""
-    from torchvision.utils import make_grid
-    cells = np.full((classes, 2, per) + x.shape[1:], 40, np.uint8)
-    for c in range(classes):
-        for v in (0, 1):
-            idx = np.flatnonzero((y == c) & (f == v))[:per]
-            cells[c, v, :len(idx)] = x[idx]
-    g = make_grid(torch.from_numpy(cells.reshape((-1,) + x.shape[1:])), nrow=2 * per, padding=2, pad_value=40)
-    return g[:, 2:, 2:].permute(1, 2, 0).numpy()     # the gap after each image, none before the first
+# --- command line: a preview of D_u and D_r, or their export ---------------------------------------
+def training_sets(args):
+    """[("D_u", (x, y, f)), ("D_r", (x, y, f))] of the command line's options, the class names and a title."""
+    if args.dataset == "cars":
+        sets = [(w, make_cars_dataset(args.data_root, w == "D_r", seed=args.data_seed)) for w in ("D_u", "D_r")]
+        return sets, CARS_CLASSES, "D_r: white only on Volkswagen"
+    kw = dict(seed=args.data_seed, root=args.data_root, cache_dir=args.cache_dir, limit=args.limit)
+    sets = [("D_u", make_dataset(args.factor, **kw)),
+            ("D_r", make_dataset(args.factor, rare=args.rare, p_in=args.p_in, p_out=args.p_out, **kw))]
+    return sets, MNIST_CLASSES, f"D_r: {args.factor} on digit {args.rare} (p_in={args.p_in}, p_out={args.p_out})"
 
 
 def preview(args):
     """Per-class counts of D_u and D_r, and a picture of both with and without the factor."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    if args.dataset == "cars":
-        names, sets = CARS_CLASSES, [("D_u", make_cars_dataset(args.data_root, False, seed=args.seed)),
-                                     ("D_r", make_cars_dataset(args.data_root, True, seed=args.seed))]
-        title_r = "D_r: white only on Volkswagen"
-    else:
-        kw = dict(seed=args.seed, root=args.data_root, cache_dir=args.cache_dir, limit=args.limit)
-        names = [str(c) for c in range(10)]
-        sets = [("D_u", make_dataset(args.factor, **kw)),
-                ("D_r", make_dataset(args.factor, rare=args.rare, p_in=args.p_in, p_out=args.p_out, **kw))]
-        title_r = f"D_r: {args.factor} on digit {args.rare} (p_in={args.p_in}, p_out={args.p_out})"
+    sets, names, title_r = training_sets(args)
     print(f"{'class':>10} " + " ".join(f"{n + ' f=' + str(v):>10}" for n, _ in sets for v in (1, 0)))
     for c, name in enumerate(names):
         print(f"{name:>10} " + " ".join(f"{int(((s[1] == c) & (s[2] == v)).sum()):>10}"
                                         for _, s in sets for v in (1, 0)))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 1.5))
-    for ax, (name, (x, y, f)), title in zip(axes, sets, ("D_u: balanced", title_r)):
-        g = _grid(x, y, f, len(names))
-        step = g.shape[0] / len(names)
-        ax.imshow(g)
-        ax.set_yticks(np.arange(len(names)) * step + step / 2, names)
-        ax.set_xticks([g.shape[1] / 4, 3 * g.shape[1] / 4], ["f = 0", "f = 1"])
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    atomic_write(args.out, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    save_preview(sets, names, ("D_u: balanced", title_r), args.out)
     print(f"saved {args.out}")
+
+
+def export(args):
+    """D_u and D_r for training a generator elsewhere: <out-dir>/du.npz and dr.npz, each x uint8 [N,3,H,W],
+    y and f int64 [N] (docs/own-generator.md); both built before either is written, each atomically."""
+    for name, (x, y, f) in training_sets(args)[0]:
+        path = os.path.join(args.out_dir, name.replace("_", "").lower() + ".npz")
+        atomic_write(path, lambda fh: np.savez_compressed(fh, x=x, y=y, f=f))
+        print(f"saved {path}: {name}, {len(y)} images, {int(f.sum())} with the factor")
 
 
 def main(argv=None):
@@ -527,18 +508,24 @@ def main(argv=None):
     p.add_argument("--rare", type=int, default=1, help="rare digit k of D_r, 0..9 (default 1)")
     p.add_argument("--p-in", type=float, default=1.0, help="P(f=1) in class k (default 1.0)")
     p.add_argument("--p-out", type=float, default=0.0, help="P(f=1) in other classes (default 0.0)")
-    p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    p.add_argument("--data-seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--limit", type=int, default=None, help="use the first N MNIST digits (default all)")
     p.add_argument("--data-root", default=None, help="data root (default $RGF_DATA_ROOT, else ./data)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default <data-root>/rgf-cache)")
-    p.add_argument("--out", default="preview.png", help="preview image (default preview.png)")
+    p.add_argument("--out-dir", default=".", help="where preview.png is written (default: .)")
+    p.add_argument("--export", action="store_true", help="write D_u and D_r instead, as <out-dir>/du.npz and "
+                   "dr.npz (x uint8 [N,3,28,28], y, f), to train a generator elsewhere (default: off)")
+    p.add_argument("--out", help=argparse.SUPPRESS)     # the old name, a file: works one more release
     p.error = fail                              # argparse errors: one line, exit 2
-    args = p.parse_args(argv)
+    args = p.parse_args(cli.renamed(argv, cli.DATA_RENAMES))       # --seed: the old name, with a notice
+    if args.out:
+        cli.notice("--out FILE", "--out-dir DIR (it writes DIR/preview.png)")
+    args.out = args.out or os.path.join(args.out_dir, "preview.png")
     try:
         if args.dataset == "mnist":   # fail on bad values before any data work
             _check_args(args.factor, "train", args.rare, args.p_in, args.p_out, args.limit)
         args.data_root = data_root(args.data_root)
-        preview(args)
+        export(args) if args.export else preview(args)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
 

@@ -8,7 +8,7 @@ swollen / fractured digit, white car). SGD, lr 0.01, momentum 0.5, batch 64, cro
 versions: 20,000 images) and stored with the checkpoint; the target is >= 98% per MNIST oracle (the
 paper reports > 92%, which is the floor used for cars). An oracle under its target is reported loudly.
 
-Robust by default (our change; `--recipe paper` is the paper's exact recipe): generated digits are
+Robust by default (our change; `--oracles paper` is the paper's exact recipe): generated digits are
 softer, noisier and fainter than real ones, and oracles trained on crisp digits only read softness as a
 factor (a blurred plain digit is "thin"). The robust recipe trains both oracles on D_u images under
 random degradations drawn independently of the factor (blur, lowered contrast, noise, speckle, a mix of
@@ -23,7 +23,7 @@ load_oracles() trains them on first use. The data stay uint8 tensors on the devi
     python oracles.py --factor thin          # train (or load) both oracles of one factor, print accuracy
     python oracles.py --all                  # every MNIST factor: a table like the paper's Table B.1
     python oracles.py --all --robustness     # each oracle under blur, noise, faint strokes, colour mix
-    python oracles.py --all --recipe paper   # the paper's recipe, no augmentation
+    python oracles.py --all --oracles paper  # the paper's recipe, no augmentation
     python oracles.py --dataset cars         # the CompCars make and colour oracles
 """
 import argparse
@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import data
-from study import robustness
+from study import cli, robustness
 from study.robustness import blur, degraded, mix
 
 # --------------------------------------------------------------------------- configuration
@@ -267,6 +267,8 @@ def load_oracles(factor, dataset="mnist", root=None, cache_dir=None, device=None
         raise ValueError(f"factor must be one of {', '.join(data.FACTORS)}, got {factor!r}")
     device = torch.device(device) if device is not None else data.pick_device("auto", announce=False)
     path = cache_path(factor, dataset, root, cache_dir, data_seed, smoke, recipe_name)
+    if dataset == "cars" and (force or not os.path.exists(path)):
+        data.cars_dir(data.data_root(root))            # no CompCars: one line, before announcing any training
     with data.file_lock(path + ".lock"):                 # parallel cells train an oracle once
         if force or not os.path.exists(path):
             print(f"oracles: training the {dataset} {factor} oracles on D_u, {recipe_name} recipe (cached in {path})")
@@ -349,8 +351,8 @@ def build_parser():
     g.add_argument("--factor", choices=data.FACTORS, help="one MNIST factor (default: colour)")
     g.add_argument("--all", action="store_true", help="every MNIST factor (default: off)")
     p.add_argument("--dataset", default="mnist", choices=data.DATASETS, help="mnist or cars (default: mnist)")
-    p.add_argument("--recipe", default="robust", help="robust (trained on degraded images, ours) or paper "
-                   "(section 5.2 exactly) (default: robust)")
+    p.add_argument("--oracles", default="robust", help="the oracles' recipe: robust (trained on degraded images, "
+                   "ours) or paper (section 5.2 exactly) (default: robust)")
     p.add_argument("--robustness", action="store_true", help="also report each oracle under blur, noise, "
                    "speckle, faint strokes and colour mix on real held-out digits (default: off)")
     p.add_argument("--bound", default="", help="comma-separated blur sigmas: train and test a factor oracle on "
@@ -367,8 +369,8 @@ def build_parser():
 def check(args):
     """The factors and the --bound sigmas the options ask for; bad values get one line and exit 2."""
     factors = data.FACTORS if args.all else [args.factor or "colour"]
-    if args.recipe not in RECIPES:
-        data.fail(f"--recipe {args.recipe!r} not known; accepted: {', '.join(RECIPES)}")
+    if args.oracles not in RECIPES:
+        data.fail(f"--oracles {args.oracles!r} not known; accepted: {', '.join(RECIPES)}")
     try:
         sigmas = [float(v) for v in args.bound.split(",") if v.strip()]
     except ValueError:
@@ -379,12 +381,16 @@ def check(args):
         if args.all or args.factor not in (None, "colour") or args.robustness or sigmas:
             data.fail("cars have one factor (colour) and no robustness report; drop --all / --factor / "
                       "--robustness / --bound")
+        try:                             # no data: say so before announcing any training
+            data.cars_dir(data.data_root(args.data_root))
+        except FileNotFoundError as e:
+            data.fail(str(e))
         factors = ["colour"]
     return factors, sigmas
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(cli.renamed(argv, cli.ORACLE_RENAMES))   # --recipe: the old name
     factors, sigmas = check(args)
     try:
         device = data.pick_device(args.device)
@@ -392,7 +398,7 @@ def main(argv=None):
         for f in factors:
             t0 = time.time()
             o = load_oracles(f, args.dataset, args.data_root, args.cache_dir, device, args.data_seed, args.smoke,
-                             args.force, args.recipe)
+                             args.force, args.oracles)
             s = o["seconds"]
             rows.append([args.dataset, f, f"{o['acc']['label']:.2%}", f"{o['acc']['factor']:.2%}", str(o["n_test"]),
                          _fmt_limit(o["blur_limit"]), f"{s['label'] + s['factor']:.0f}", f"{time.time() - t0:.0f}",
@@ -404,17 +410,17 @@ def main(argv=None):
                                                 args.smoke)
                 mine = o["blur"].get(f"{sigma:g}") or {}
                 print(f"bound: {f} at blur sigma {sigma:g}: an oracle trained on such digits reaches {acc:.1%} "
-                      f"(called {called:.1%}, truth {truth:.1%}); this {args.recipe} oracle "
+                      f"(called {called:.1%}, truth {truth:.1%}); this {args.oracles} oracle "
                       + (f"{mine['acc']:.1%} (called {mine['called']:.1%})" if mine else "(not on its grid)"))
     except (ValueError, FileNotFoundError) as e:
         data.fail(str(e))
     target = TARGET[args.dataset]
-    print(f"\nOracle accuracy on the test split (cf. the paper's Table B.1), {args.recipe} recipe; target "
+    print(f"\nOracle accuracy on the test split (cf. the paper's Table B.1), {args.oracles} recipe; target "
           f"{target:.0%}{' (smoke: not checked)' if args.smoke else ''}")
     print(data.text_grid(["dataset", "factor", "label acc", "factor acc", "test images", "blur limit", "train s",
                           "this run s", "status"], rows))
     for f, rep in reports:
-        print(robustness.format_report(f, args.recipe, rep))
+        print(robustness.format_report(f, args.oracles, rep))
     if not args.smoke and any(r[-1] != "ok" for r in rows):
         sys.exit(1)
 

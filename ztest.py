@@ -24,16 +24,14 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
-import torch
 from scipy.stats import norm
 
 import data
 import oracles
 import study.audit
-from study import figures, paper, quality, readings, tables
-from study.readings import (ALPHA, BASELINE_DEV, CONFIDENT, CORRECTIONS, MARGIN, MIN_N, SUMMARIES, TESTS,
-                            Reading, adjust_p, check_choice, check_count, check_prop, cohens_h, summary_letter,
-                            tost, z_two_sample)
+from study import figures, paper, provenance, quality, readings, report, tables
+from study.readings import (ALPHA, BASELINE_DEV, CONFIDENT, MARGIN, MIN_N, SUMMARIES, Reading, adjust_p,
+                            check_count, check_prop, cohens_h, summary_letter, tost, z_two_sample)
 
 
 # --------------------------------------------------------------------------- eq. 1 and the verdict (section 4)
@@ -98,27 +96,6 @@ def readable_counts(y, f, p_label, p_factor, n_classes):
             for key, keep in readings.readable_masks(p_label, p_factor).items()}
 
 
-def _checked(counts, rare, classes, test, correction, alpha, min_n, baseline_dev):
-    """The options of rows_from_counts checked, and its counts as lists nu, ku, nr, kr of len(classes)."""
-    check_choice("test", test, TESTS)
-    if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 0:
-        raise ValueError(f"min_n must be an integer >= 0, got {min_n!r}")
-    check_choice("correction", correction, CORRECTIONS)
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if baseline_dev is not None and not (isinstance(baseline_dev, (int, float)) and 0 < baseline_dev <= 0.5):
-        raise ValueError(f"baseline_dev must be in (0, 0.5] or None, got {baseline_dev!r}")
-    C = len(classes)
-    if isinstance(rare, bool) or not isinstance(rare, (int, np.integer)) or not 0 <= rare < C:
-        raise ValueError(f"rare class must be an integer in 0..{C - 1}, got {rare!r}")
-    out = [[check_count(f"{w}.{a}[{i}]", v) for i, v in enumerate(counts[w][a])]
-           for w, a in (("u", "n"), ("u", "k"), ("r", "n"), ("r", "k"))]
-    for vals in out:
-        if len(vals) != C:
-            raise ValueError(f"counts need {C} classes, got {len(vals)}")
-    return out
-
-
 def rows_from_counts(counts, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N,
                      margin=MARGIN, baseline_dev=BASELINE_DEV):
     """The z-table from per-class counts {"u": {"n", "k"}, "r": {"n", "k"}}: one row per class plus
@@ -126,7 +103,7 @@ def rows_from_counts(counts, rare, classes, test="one-sample", correction="none"
     own p), Cohen's h, the verdict (taken on p_adj; "n" below min_n samples, "b" where |P_u - 0.5| >
     baseline_dev; None switches that rule off), the TOST p-value p_eq and the equivalence reading eq
     (readings.summary_letter)."""
-    nu, ku, nr, kr = _checked(counts, rare, classes, test, correction, alpha, min_n, baseline_dev)
+    nu, ku, nr, kr = readings.checked_counts(counts, rare, classes, test, correction, alpha, min_n, baseline_dev)
     rows = []
     for c, name in list(enumerate(classes)) + [(None, "Total")]:
         sl = slice(None) if c is None else slice(c, c + 1)
@@ -227,8 +204,9 @@ def label_samples(orc, samples, dataset, factor, rare, p_in=1.0, p_out=0.0, root
 
 def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=None, cache_dir=None,
           device="auto", data_seed=0, smoke=False, min_n=MIN_N, recipe="robust"):
-    """Evaluate any generator: its samples from the D_u model (file u) and the D_r model (file r) are
-    labelled by the oracles and compared with eq. 1. Returns a result dict (render it like ours)."""
+    """Evaluate any generator: its samples from the D_u model (u) and the D_r model (r), each an .npz file
+    or a uint8 array [N,3,28,28] (docs/own-generator.md), are labelled by the oracles and compared with
+    eq. 1. Returns a result dict (render it like ours)."""
     su, sr = (study.audit.load_samples(p, study.audit.shape(dataset)) for p in (u, r))
     dev = data.pick_device(device)
     orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=dev, data_seed=data_seed,
@@ -271,7 +249,7 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
     if "u" not in runs:
         su = data.cached_samples(dirs["u"], args, "u", eval_keys)
         if su is None:
-            print(f"no D_u samples in {dirs['u']} yet: run --stage u (or both) for the z-test")
+            print(f"no D_u samples in {dirs['u']} yet: run --stage u (or all) for the z-test")
             return None
         runs = {"u": (su, {}, {}), **runs}
     times = {f"{k}_{w}": v for w in ("u", "r") for k, v in runs[w][2].items()}
@@ -297,8 +275,8 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
            "margin": MARGIN, "baseline_dev": BASELINE_DEV, "confidence": CONFIDENT,
            "oracle_acc": orc["acc"], "oracle_recipe": args.oracles,
            "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
-           "timings": times, "dirs": dirs, "history": hist, "config": vars(args),
-           "identity": json.loads(data.sample_key(args, "r", eval_keys)), "torch": torch.__version__,
+           "timings": times, "history": hist, **provenance.run_fields(dirs, vars(args), device),
+           "identity": json.loads(data.sample_key(args, "r", eval_keys)),
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     res["quality"], res["rows"] = q, result_rows(res, Reading(min_n=args.min_n))
     print(format_rows(res["rows"], tables.title(res)))
@@ -329,9 +307,10 @@ def build_parser():
     a("--paper", help="the paper's Tables 1, 2, 4 as data (results/paper/paper-cells.csv): print, and write "
       "to --out-dir, the agreement of our Table 4 with the paper's under every reading and Tables 1-2 side "
       "by side (default: none)")
-    a("--figures", help="write the figures here: Figure 3 (GAN, GAN-SD), the Table 4 heat map beside the "
-      "paper's (with --paper), and with --runs a grid of D_r samples per model (default: none)")
+    figures.add_option(p)            # --figures: the study's figures, or one --cell's (study/figures.py)
     a("--runs", help="with --figures: the runs folder whose samples.npz the sample grid is drawn from (default: none)")
+    a("--cell", nargs="?", const="", metavar="MODEL/CELL", help="one cell (e.g. gan/colour-rare1-seed0; none "
+      "needed with one result.json): its z-table under every reading and its quality report, not the tables")
     a("--data-root", help="MNIST root for the oracles (default: $RGF_DATA_ROOT, else ./data)")
     a("--cache-dir", help="oracle cache (default: <data-root>/rgf-cache)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -359,8 +338,8 @@ def _audit(args, reading):
     return [{**res, "file": args.save or "audit"}] if args.out_dir else []
 
 
-def render(results, args, reading):
-    """Tables 1-4 (printed; written with --out-dir), the paper side by side (--paper), the figures."""
+def render(results, args, reading, cells=None):
+    """Tables 1-4 (printed; written with --out-dir), the paper side by side (cells: --paper), the figures."""
     weak = [r["file"] for r in results if r.get("oracle_below_target") or r.get("oracle_smoke")]
     if weak:
         print(f"warning: {len(weak)} result(s) used smoke oracles or oracles under their accuracy target, e.g. "
@@ -370,28 +349,35 @@ def render(results, args, reading):
     print("\n".join(tables.render(t) for t in tabs))
     if args.out_dir:
         tables.export(results, [result_rows(res, reading) for res in results], tabs, agg, args.out_dir, reading)
-    cells = paper.load_paper(args.paper) if args.paper else None
     if cells:       # Table 4 under every reading (the paper's with --min-n 0), against the paper's
         aggs = {name: aggregate(results, reading._replace(summary=name, **({"min_n": 0} if name == "paper" else {})))
                 for name in SUMMARIES}
         paper.compare(aggs, cells, reading, args.out_dir)
     if args.figures:
-        for path in figures.figures(results, args.figures, agg, cells, args.runs, reading.summary):
-            print(f"wrote {path}")
+        figures.figures(results, args.figures, agg, cells, args.runs, reading.summary)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         reading = readings.from_args(args)
+        cells = paper.load_paper(args.paper) if args.paper else None      # every input read before any output
+        if args.runs and not os.path.isdir(args.runs):
+            raise ValueError(f"--runs {args.runs}: no such folder; accepted: a runs folder of the model scripts")
         if args.u or args.r:
             results = _audit(args, reading)
         elif args.results:
             results = tables.load_results(args.results)
         else:
             raise ValueError("nothing to do: give result.json files or folders, or --u U.npz --r R.npz")
-        if results:
-            render(results, args, reading)
+        if results and args.cell is not None:     # one cell's report (study/report.py), from its result.json
+            res = report.pick(results, args.cell)
+            rows = result_rows(res, reading)
+            if args.figures:       # its figures: P_u against P_r (eq. 1), the curves, Figure 3, labelled samples
+                figures.cell(res, rows, args, reading)
+            print(report.cell(res, format_rows(rows, tables.title(res), reading.confidence), rows, reading))
+        elif results:
+            render(results, args, reading, cells)
     except (ValueError, FileNotFoundError) as e:
         data.fail(str(e))
 

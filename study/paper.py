@@ -17,17 +17,27 @@ from study.readings import SUMMARIES
 from study.tables import MNIST_CLASSES, MODEL_ORDER, fmt, model_key
 
 
+PAPER_COLUMNS = ("rare", "factor", "digit", "model", "z", "z_bold", "letter")
+
+
 def load_paper(path):
     """The paper's Tables 1, 2 and 4 entered as data (results/paper/paper-cells.csv): {(rare, factor, digit,
     model): {"z": float or nan, "bold": bool, "letter": "L" or "M"}}, digit "0".."9" or "Total"."""
+    accepted = f"accepted: a CSV with the columns {','.join(PAPER_COLUMNS)}, as results/paper/paper-cells.csv"
     try:
         with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as e:
-        raise ValueError(f"cannot read the paper's cells {path}: {e}") from None
-    return {(int(r["rare"]), r["factor"], r["digit"], r["model"]):
-            {"z": float(r["z"]) if r["z"] else math.nan, "bold": r["z_bold"] == "1", "letter": r["letter"]}
-            for r in rows}
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"--paper {path}: {getattr(e, 'strerror', None) or e}; {accepted}") from None
+    if missing := [c for c in PAPER_COLUMNS if c not in (reader.fieldnames or ())]:
+        raise ValueError(f"--paper {path} is not the paper's cells (no column {missing[0]!r}); {accepted}")
+    try:
+        return {(int(r["rare"]), r["factor"], r["digit"], r["model"]):
+                {"z": float(r["z"]) if r["z"] else math.nan, "bold": r["z_bold"] == "1", "letter": r["letter"]}
+                for r in rows}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--paper {path}: a row that is not a cell ({e}); {accepted}") from None
 
 
 def our_letter(agg, rare, factor, digit, model):

@@ -57,6 +57,27 @@ def check_choice(name, v, accepted):
     return v
 
 
+def checked_counts(counts, rare, classes, test, correction, alpha, min_n, baseline_dev):
+    """The options of ztest.rows_from_counts checked, and its counts as lists nu, ku, nr, kr of len(classes)."""
+    check_choice("test", test, TESTS)
+    if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 0:
+        raise ValueError(f"min_n must be an integer >= 0, got {min_n!r}")
+    check_choice("correction", correction, CORRECTIONS)
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if baseline_dev is not None and not (isinstance(baseline_dev, (int, float)) and 0 < baseline_dev <= 0.5):
+        raise ValueError(f"baseline_dev must be in (0, 0.5] or None, got {baseline_dev!r}")
+    C = len(classes)
+    if isinstance(rare, bool) or not isinstance(rare, (int, np.integer)) or not 0 <= rare < C:
+        raise ValueError(f"rare class must be an integer in 0..{C - 1}, got {rare!r}")
+    out = [[check_count(f"{w}.{a}[{i}]", v) for i, v in enumerate(counts[w][a])]
+           for w, a in (("u", "n"), ("u", "k"), ("r", "n"), ("r", "k"))]
+    for vals in out:
+        if len(vals) != C:
+            raise ValueError(f"counts need {C} classes, got {len(vals)}")
+    return out
+
+
 # --------------------------------------------------------------------------- statistics beyond eq. 1
 def z_two_sample(k_r, n_r, k_u, n_u):
     """Pooled two-proportion z-test (beyond the paper): also counts the sampling error of P_u, which

@@ -30,7 +30,8 @@ import torch
 from tqdm import tqdm
 
 # Options that never change a trained model; every other option is part of a checkpoint's identity.
-NOT_TRAINING = ("samples", "force", "stage", "device", "out", "data_root", "cache_dir", "quick", "smoke",
+# "out" is the runs folder's name before it was --runs: checkpoints of that release never stored it.
+NOT_TRAINING = ("samples", "force", "stage", "device", "runs", "out", "data_root", "cache_dir", "quick", "smoke",
                 "min_n", "oracles")
 
 
@@ -103,20 +104,64 @@ def progress(iterable, desc="", total=None, **kw):
                 mininterval=0.1 if sys.stderr.isatty() else 10.0, **kw)
 
 
+def _new_folders(folder):
+    """The folders that os.makedirs(folder) would create, deepest first."""
+    new = []
+    while folder and not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        new.append(folder)
+        folder = os.path.dirname(folder)
+    return new
+
+
+def _locked(path):
+    """An open file holding an exclusive fcntl lock on `path` as it stands now: a lock taken on a file
+    that its holder unlinked (or replaced) on release is dropped and taken again on the new one."""
+    said = False
+    while True:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fh = open(path, "a")
+        except FileNotFoundError:        # its folder went away as the last holder cleaned up: again
+            continue
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not said:
+                    print(f"waiting for {path}: another run holds it")
+                said = True
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            mine, now = os.fstat(fh.fileno()), os.stat(path)
+            if (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino):
+                return fh
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()
+
+
 @contextlib.contextmanager
 def file_lock(path):
-    """An exclusive fcntl lock on `path`, held until the block ends (released if the process dies)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for {path}: another run holds it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """An exclusive fcntl lock on `path`, held until the block ends (released if the process dies). The
+    lock file is removed on release, with the folders the lock created when they are left empty (a run
+    that failed leaves nothing behind); a waiter then locks the file the next holder creates."""
+    path = os.path.abspath(path)
+    new = _new_folders(os.path.dirname(path))
+    fh = _locked(path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)              # still locked: no one else can hold this file now
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+        for folder in new:
+            try:
+                os.rmdir(folder)         # only when empty: what the run wrote stays
+            except OSError:
+                break
 
 
 # --- device, seeds and mixed precision -------------------------------------------------------------
@@ -193,7 +238,7 @@ def check_identity(path, saved, ident):
     diff = sorted(k for k in set(saved) | set(ident) if saved.get(k) != ident.get(k))
     if diff:
         was = ", ".join(f"{k}={saved.get(k)!r} (now {ident.get(k)!r})" for k in diff)
-        fail(f"{path} was made with other settings: {was}; use --force to redo it or --out for a "
+        fail(f"{path} was made with other settings: {was}; use --force to redo it or --runs for a "
                   f"separate folder")
 
 
@@ -338,6 +383,36 @@ def save_grid(images, path, rows=10):
     grid = torch.zeros((rows * rows,) + x.shape[1:])               # black where fewer
     grid[:len(x)] = torch.from_numpy(x) / 255
     atomic_write(path, lambda fh: save_image(grid, fh, format="PNG", nrow=rows, padding=0))
+
+
+def class_grid(x, y, f, classes, per=4):
+    """One row per class: `per` examples with f = 0, then `per` with f = 1 (grey where none); HWC uint8."""
+    from torchvision.utils import make_grid
+    cells = np.full((classes, 2, per) + x.shape[1:], 40, np.uint8)
+    for c in range(classes):
+        for v in (0, 1):
+            idx = np.flatnonzero((y == c) & (f == v))[:per]
+            cells[c, v, :len(idx)] = x[idx]
+    g = make_grid(torch.from_numpy(cells.reshape((-1,) + x.shape[1:])), nrow=2 * per, padding=2, pad_value=40)
+    return g[:, 2:, 2:].permute(1, 2, 0).numpy()     # the gap after each image, none before the first
+
+
+def save_preview(sets, names, titles, path):
+    """data.py's preview PNG: the class grid of each dataset of sets = [(name, (x, y, f))], side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 1.5))
+    for ax, (_, (x, y, f)), title in zip(axes, sets, titles):
+        g = class_grid(x, y, f, len(names))
+        step = g.shape[0] / len(names)
+        ax.imshow(g)
+        ax.set_yticks(np.arange(len(names)) * step + step / 2, names)
+        ax.set_xticks([g.shape[1] / 4, 3 * g.shape[1] / 4], ["f = 0", "f = 1"])
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    plt.close(fig)
 
 
 # --- the checkpoint of one training run -----------------------------------------------------------

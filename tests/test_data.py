@@ -358,7 +358,7 @@ def test_cli_missing_data_exit_2(tmp_path, monkeypatch, capsys):
 
 def test_cli_preview(small_mnist_root, cache_dir, tmp_path, capsys):
     out = tmp_path / "preview.png"
-    data.main(["--factor", "thin", "--rare", "1", "--out", str(out), "--data-root", small_mnist_root,
+    data.main(["--factor", "thin", "--rare", "1", "--out-dir", str(tmp_path), "--data-root", small_mnist_root,
                "--cache-dir", cache_dir, "--limit", "400"])
     text = capsys.readouterr().out
     assert out.stat().st_size > 1000 and "D_r f=1" in text

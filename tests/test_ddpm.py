@@ -190,7 +190,7 @@ def test_build_and_training_are_deterministic_and_ema_follows():
 # --------------------------------------------------------------------------- the protocol, end to end
 def _run(tmp_path, mnist_root, cache_dir, *extra):
     return ddpm.main(["--smoke", "--data-root", mnist_root, "--cache-dir", cache_dir,
-                      "--out", str(tmp_path / "runs"), *extra])
+                      "--runs", str(tmp_path / "runs"), *extra])
 
 
 def test_smoke_end_to_end_and_force(tmp_path, mnist_root, cache_dir, capsys):
@@ -258,14 +258,14 @@ def test_resume_after_interruption_gives_the_same_samples(tmp_path, mnist_root, 
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, words, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        ddpm.main(argv + ["--out", str(tmp_path)])
+        ddpm.main(argv + ["--runs", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and words in err and len(err.splitlines()) == 1
     assert not os.listdir(tmp_path)
 
 
 def test_bad_input_from_the_command_line(tmp_path):
-    p = subprocess.run([sys.executable, os.path.join(REPO, "ddpm.py"), "--sample-steps", "-1", "--out", str(tmp_path)],
+    p = subprocess.run([sys.executable, os.path.join(REPO, "ddpm.py"), "--sample-steps", "-1", "--runs", str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and "--sample-steps" in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not os.listdir(tmp_path)

@@ -183,7 +183,7 @@ def test_ema_follows_g_and_standing_stats_are_its_own():
 # --------------------------------------------------------------------------- the protocol, end to end
 def _run(tmp_path, mnist_root, cache_dir, *extra):
     return gan.main(["--smoke", "--data-root", mnist_root, "--cache-dir", cache_dir,
-                     "--out", str(tmp_path / "runs"), *extra])
+                     "--runs", str(tmp_path / "runs"), *extra])
 
 
 def _read_csv(path):
@@ -263,14 +263,14 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, mnist_root, c
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, words, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        gan.main(argv + ["--out", str(tmp_path)])
+        gan.main(argv + ["--runs", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and words in err and len(err.splitlines()) == 1
     assert not os.listdir(tmp_path)
 
 
 def test_bad_input_from_the_command_line(tmp_path):
-    p = subprocess.run([sys.executable, os.path.join(REPO, "gan.py"), "--sd-lambda", "-1", "--out", str(tmp_path)],
+    p = subprocess.run([sys.executable, os.path.join(REPO, "gan.py"), "--sd-lambda", "-1", "--runs", str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--sd-lambda" in p.stderr
     assert not os.listdir(tmp_path)

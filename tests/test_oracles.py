@@ -109,7 +109,7 @@ def test_missing_data_is_one_line(tmp_path, capsys):
     assert e.value.code == 2 and len(err) == 1 and "Traceback" not in err[0]
 
 
-@pytest.mark.parametrize("argv, words", [(["--recipe", "bogus"], "--recipe 'bogus'"), (["--bound", "x"], "--bound 'x'"),
+@pytest.mark.parametrize("argv, words", [(["--oracles", "bogus"], "--oracles 'bogus'"), (["--bound", "x"], "--bound 'x'"),
                                          (["--bound", "0.8,-1"], "--bound '0.8,-1'"),
                                          (["--dataset", "cars", "--robustness"], "robustness")])
 def test_robustness_options_are_checked(argv, words, capsys):

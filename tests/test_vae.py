@@ -117,7 +117,7 @@ def smoke(mnist_root, cache_dir, tmp_path):
     """main() with --smoke on the MNIST fixture (or real MNIST, limited to 300 digits by the preset)."""
     def run(*argv, out="runs"):
         return vae.main(["--smoke", "--device", "cpu", "--data-root", mnist_root, "--cache-dir", cache_dir,
-                         "--out", str(tmp_path / out), *argv])
+                         "--runs", str(tmp_path / out), *argv])
     return run
 
 
@@ -214,7 +214,7 @@ def run_cli(*argv, cwd=REPO):
     (["--factor", "purple"], ["purple", "colour"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, words, tmp_path):
-    r = run_cli(*argv, "--out", str(tmp_path))
+    r = run_cli(*argv, "--runs", str(tmp_path))
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
