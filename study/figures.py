@@ -23,7 +23,7 @@ import data
 import oracles
 from study.paper import our_letter
 from study.readings import summary_letter
-from study.tables import MNIST_CLASSES, MODEL_ORDER, title
+from study.tables import MNIST_CLASSES, MODEL_ORDER, cell_name, title
 
 LETTER_COLOURS = {"L": "#4daf4a", "M": "#e41a1c", "n": "#cccccc", "b": "#ff9f1c", "?": "#984ea3", "-": "#666666",
                   "i": "#ffe066", "x": "#ffffff"}
@@ -218,12 +218,6 @@ def plot_pupr(res, rows, path, reading):
 def cell_title(res):
     """A cell's name for its figures: model, factor, rare digit (rare class for cars), skew and seed."""
     return title(res).replace("rare class", "rare digit") if res["dataset"] == "mnist" else title(res)
-
-
-def cell_name(res):
-    """(MODEL, CELL) of a result file: its run folder's name and its cell folder's (gan, colour-rare1-seed0)."""
-    folder = os.path.dirname(os.path.abspath(res["file"]))
-    return os.path.basename(os.path.dirname(folder)), os.path.basename(folder)
 
 
 def run_folders(res, runs_dir):

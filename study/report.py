@@ -7,11 +7,11 @@ cell's Table 4 letter under every reading, the sample-quality report, and where 
 ztest.py computes the z-table's rows and its text (eq. 1 is ztest's) and hands them down; nothing here
 imports ztest.
 """
-import os
 
 import data
 from study import quality
 from study.readings import SUMMARIES, summary_letter
+from study.tables import cell_name
 
 HOW = {"ours": "ours", "paper": "paper's", "equivalence": "equivalence", "readable": "readable"}
 
@@ -34,9 +34,8 @@ def pick(results, spec):
 
 
 def _name(res):
-    """run_name/cell folder of a result file: gan/colour-rare1-seed0."""
-    folder = os.path.dirname(os.path.abspath(res["file"]))
-    return f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+    """MODEL/CELL of a result file: gan/colour-rare1-seed0 (tables.cell_name)."""
+    return "/".join(cell_name(res))
 
 
 def letters(rows, reading):

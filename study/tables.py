@@ -34,6 +34,12 @@ def fmt(v, spec=".2f"):
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
+def cell_name(res):
+    """(MODEL, CELL) of a result file: its run folder's name and its cell folder's (gan, colour-rare1-seed0)."""
+    folder = os.path.dirname(os.path.abspath(res["file"]))
+    return os.path.basename(os.path.dirname(folder)), os.path.basename(folder)
+
+
 def title(res):
     """A result's name: model, factor (or cars), rare class, skew and seed."""
     skew = "" if (res["p_in"], res["p_out"]) == (1.0, 0.0) else f", p_in {res['p_in']:g}, p_out {res['p_out']:g}"
