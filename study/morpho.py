@@ -330,13 +330,13 @@ def benchmark(args):
     with tempfile.TemporaryDirectory(prefix="rgf-bench-") as cache:
         t0, c0 = time.perf_counter(), sum(os.times()[:4])
         for split, images in splits.items():
-            _cold_build(images, args.seed, split, cache, workers)
+            _cold_build(images, args.data_seed, split, cache, workers)
         wall, cpu = time.perf_counter() - t0, sum(os.times()[:4]) - c0
     sample = splits["train"][:args.sample]
     t0 = time.perf_counter()
-    fast = render(sample, RENDERINGS, args.seed, workers=1, progress=False)
+    fast = render(sample, RENDERINGS, args.data_seed, workers=1, progress=False)
     t_fast, t0 = time.perf_counter() - t0, time.perf_counter()
-    ref = {op: _reference_pipeline(sample, op, args.seed) for op in tqdm(RENDERINGS, desc="reference")}
+    ref = {op: _reference_pipeline(sample, op, args.data_seed) for op in tqdm(RENDERINGS, desc="reference")}
     t_ref, per = time.perf_counter() - t0, 1000 / len(sample)
     print(f"\nMorpho-MNIST benchmark: {n_all} digits x {len(RENDERINGS)} renderings ({', '.join(RENDERINGS)})")
     print(f"  cold-cache build, {workers} workers (render + write .npz): {wall:.1f} s wall, {cpu:.1f} s CPU"
@@ -359,7 +359,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benchmark", action="store_true", help="time the 70k x 5 build (the only command)")
     p.add_argument("--data-root", default=None, help="MNIST root (default $RGF_DATA_ROOT, else ./data)")
-    p.add_argument("--seed", type=int, default=0, help="data seed of the perturbations (default 0)")
+    p.add_argument("--data-seed", type=int, default=0, help="data seed of the perturbations (default 0)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--sample", type=int, default=300, help="digits timed with the reference (default 300)")
     p.error = fail                              # argparse errors: one line, exit 2
@@ -369,8 +369,8 @@ def main(argv=None):
     for name in ("workers", "sample"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             fail(f"--{name} {getattr(args, name)} must be a positive integer")
-    if args.seed < 0:
-        fail(f"--seed {args.seed} must be an integer >= 0")
+    if args.data_seed < 0:
+        fail(f"--data-seed {args.data_seed} must be an integer >= 0")
     args.data_root = args.data_root or os.environ.get("RGF_DATA_ROOT") or "./data"
     try:
         benchmark(args)
