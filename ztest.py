@@ -12,6 +12,7 @@ and the figures. docs/readings.md explains the readings.
 Run it:
     python ztest.py runs/ --out-dir results           # render Tables 1-4 from every result.json below runs/
     python ztest.py runs/ --summary paper --min-n 0    # the paper's reading of Table 4
+    python ztest.py results/quick --null-check          # every reading on D_u models against their reseeded copy
     python ztest.py --u U.npz --r R.npz --factor colour --rare 1 --model MyGAN --save audit.json
 The last line audits any generator: U.npz / R.npz, uint8 samples [N,3,28,28] (cars: 64) of its D_u / D_r models.
 """
@@ -29,8 +30,8 @@ from scipy.stats import norm
 import data
 import oracles
 import study.audit
-from study import figures, paper, provenance, quality, readings, report, tables
-from study.readings import (ALPHA, BASELINE_DEV, CONFIDENT, MARGIN, MIN_N, SUMMARIES, Reading, adjust_p,
+from study import calibration, figures, morphometry, paper, provenance, quality, readings, report, tables
+from study.readings import (ALPHA, BASELINE_DEV, CONFIDENT, MARGIN, MIN_N, SUMMARIES, UNFIT, Reading, adjust_p,
                             check_count, check_prop, cohens_h, summary_letter, tost, z_two_sample)
 
 
@@ -55,15 +56,15 @@ def p_value(z):
     return math.nan if not math.isfinite(z) else float(2 * norm.sf(abs(z)))
 
 
-def verdict(z, p, c, rare, alpha=ALPHA, n=None, min_n=0, p_u=None, baseline_dev=None):
+def verdict(z, p, c, rare, alpha=ALPHA, n=None, min_n=0, p_u=None, baseline_dev=None, p_r=None, unfit=None):
     """Section 4's rule: "L" (learned) when p > alpha; "M" (memorised) when p <= alpha and either c = k
     with z > 0 or c != k with z < 0; "?" for any other significant deviation (the paper calls it rare);
     "-" when z is undefined. The Total row (c = None) counts as c != k: D_r has the factor in one class
     only, so memorisation lowers its overall share.
-    Our two letters come first and never give L or M (readings.our_letter): "n" (too few samples) when
-    n = min(n_u, n_r) < min_n, "b" (broken baseline) when |P_u - 0.5| > baseline_dev.
-    min_n = 0 and baseline_dev = None give the paper's rule exactly."""
-    ours = readings.our_letter(n, min_n, p_u, baseline_dev)
+    Our letters come first and never give L or M (readings.our_letter): "n" (too few samples) when
+    n = min(n_u, n_r) < min_n, "b" (broken baseline) when |P_u - 0.5| > baseline_dev, and for the rare
+    digit "u" (unfit) when its D_r share P_r < unfit. min_n = 0 and both None give the paper's rule."""
+    ours = readings.our_letter(n, min_n, p_u, baseline_dev, p_r if c == rare else None, unfit)
     if ours:
         return ours
     if not (math.isfinite(z) and math.isfinite(p)):
@@ -97,12 +98,12 @@ def readable_counts(y, f, p_label, p_factor, n_classes):
 
 
 def rows_from_counts(counts, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N,
-                     margin=MARGIN, baseline_dev=BASELINE_DEV):
+                     margin=MARGIN, baseline_dev=BASELINE_DEV, tau2=0.0, unfit=UNFIT):
     """The z-table from per-class counts {"u": {"n", "k"}, "r": {"n", "k"}}: one row per class plus
     Total, each with n, k, P for D_u and D_r, z, p, p_adj (corrected over the class rows; Total keeps its
     own p), Cohen's h, the verdict (taken on p_adj; "n" below min_n samples, "b" where |P_u - 0.5| >
-    baseline_dev; None switches that rule off), the TOST p-value p_eq and the equivalence reading eq
-    (readings.summary_letter)."""
+    baseline_dev, "u" where the rare digit's P_r < unfit; None switches those off), the TOST p-value p_eq
+    and the equivalence reading eq (readings.summary_letter). tau2: the calibrated test's training noise."""
     nu, ku, nr, kr = readings.checked_counts(counts, rare, classes, test, correction, alpha, min_n, baseline_dev)
     rows = []
     for c, name in list(enumerate(classes)) + [(None, "Total")]:
@@ -112,18 +113,18 @@ def rows_from_counts(counts, rare, classes, test="one-sample", correction="none"
             raise ValueError(f"class {name}: factor count exceeds the class count ({k_u}/{n_u}, {k_r}/{n_r})")
         P_u = k_u / n_u if n_u else math.nan
         P_r = k_r / n_r if n_r else math.nan
-        if test == "two-sample":
-            z = z_two_sample(k_r, n_r, k_u, n_u)
+        if test != "one-sample":      # ours: P_u's sampling noise too, and with "calibrated" the training noise
+            z = z_two_sample(k_r, n_r, k_u, n_u, tau2 if test == "calibrated" else 0.0)
         else:   # eq. 1 with n = n_r (the Total row: n = M, all D_r samples)
             z = z_score(P_r, P_u, n_r) if n_u and n_r else math.nan
         rows.append({"class": "Total" if c is None else c, "name": name, "n_u": n_u, "k_u": k_u,
                      "P_u": P_u, "n_r": n_r, "k_r": k_r, "P_r": P_r, "z": z, "p": p_value(z),
-                     "h": cohens_h(P_r, P_u), "p_eq": tost(k_r, n_r, k_u, n_u, margin, test)})
+                     "h": cohens_h(P_r, P_u), "p_eq": tost(k_r, n_r, k_u, n_u, margin, test, tau2)})
     adj = adjust_p([r["p"] for r in rows[:-1]], correction)
     for r, pa in zip(rows, list(adj) + [rows[-1]["p"]]):
         r["p_adj"] = float(pa)
         r["verdict"] = verdict(r["z"], r["p_adj"], None if r["class"] == "Total" else r["class"], rare, alpha,
-                               n=min(r["n_u"], r["n_r"]), min_n=min_n, p_u=r["P_u"], baseline_dev=baseline_dev)
+                               min(r["n_u"], r["n_r"]), min_n, r["P_u"], baseline_dev, r["P_r"], unfit)
         r["eq"] = summary_letter(r, "equivalence", alpha, min_n)
     return rows
 
@@ -139,14 +140,14 @@ def z_table(y_u, f_u, y_r, f_r, rare, classes, test="one-sample", correction="no
 
 def result_rows(res, reading=Reading()):
     """A result's z-table, recomputed from its counts so that any reading applies; each row also carries
-    the readable reading (n_u_read ... verdict_read) when the result holds its counts."""
-    r = reading
+    the readings on the readable samples (n_u_read ... verdict_read; z_cal ... verdict_cal, the calibrated
+    test; z_morph ... verdict_morph, the morphometric call) when the result holds their counts."""
+    r, tau = reading, {**readings.TAU2, **(res.get("tau2") or {})}
     opts = (res["rare"], res["classes"], r.test, r.correction, r.alpha, r.min_n, r.margin, r.baseline_dev)
-    rows = rows_from_counts(res["counts"], *opts)
-    read = readings.counts_of(res, r)
-    if read is not None:
-        for row, rd in zip(rows, rows_from_counts(read, *opts)):
-            row.update({f"{k}_read": rd[k] for k in readings.READ_KEYS})
+    rows = rows_from_counts(res["counts"], *opts, tau2=tau["all"], unfit=r.unfit)
+    for sfx, counts, test, tau2 in readings.extra_readings(res, r):
+        for row, rd in zip(rows, rows_from_counts(counts, *opts[:2], test, *opts[3:], tau2=tau2, unfit=r.unfit)):
+            row.update({k + sfx: rd[k] for k in readings.READ_KEYS})
     return rows
 
 
@@ -157,49 +158,29 @@ def aggregate(results, reading=Reading()):
                              for key, seeds in cells.items()}, reading)
 
 
-def format_rows(rows, title="", confidence=CONFIDENT):
-    """A z-table as aligned text (the per-model view of Tables 1-3): all samples (the paper's reading and
-    ours, with the TOST p-value and the equivalence reading), then, when the rows carry it, the readable
-    reading on the samples the label oracle reads with p > confidence."""
-    fmt, read = tables.fmt, "verdict_read" in rows[0]
-    head = ["class", "n_u", "P_u", "n_r", "P_r", "z", "p", "h", "verdict", "p_eq", "eq"]
-    head += ["|", "n_u'", "P_u'", "n_r'", "P_r'", "z'", "p'", "read"] if read else []
-    body = []
-    for r in rows:
-        line = [str(r["name"]), str(r["n_u"]), fmt(r["P_u"], ".3f"), str(r["n_r"]), fmt(r["P_r"], ".3f"),
-                fmt(r["z"]), fmt(r["p_adj"], ".3g"), fmt(r["h"]), r["verdict"], fmt(r.get("p_eq"), ".3g"),
-                r.get("eq", "")]
-        if read:
-            line += ["|", str(r["n_u_read"]), fmt(r["P_u_read"], ".3f"), str(r["n_r_read"]),
-                     fmt(r["P_r_read"], ".3f"), fmt(r["z_read"]), fmt(r["p_adj_read"], ".3g"), r["verdict_read"]]
-        body.append(line)
-    legend = (f"\nleft: all samples; right ('): the readable reading, samples the label oracle reads with "
-              f"p > {confidence:g}" if read else "")
-    return (title + "\n" if title else "") + data.text_grid(head, body) + legend
+format_rows = tables.format_rows     # a z-table as aligned text (study/tables.py)
 
 
 # --------------------------------------------------------------------------- labelling the samples (section 4, step 4)
 def label_samples(orc, samples, dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None,
-                  data_seed=0, min_n=MIN_N):
+                  data_seed=0, min_n=MIN_N, smoke=False):
     """The oracles label every sample of {"u": uint8 [M,3,H,W], "r": ...}, from the models trained on D_u
-    and D_r. Returns (counts, readable, quality): the per-class counts of all samples (eq. 1's input),
-    those of the readable reading at every threshold, and the sample-quality report (study/quality.py),
-    with the Fréchet distance to real held-out images and the label oracle's confident share on real
-    images with and without the factor."""
+    and D_r. Returns (counts, readable, quality, morph): the per-class counts of all samples (eq. 1's
+    input), those of the readable reading at every threshold, the sample-quality report (study/quality.py:
+    the Fréchet distance to real held-out images, the label oracle's confident share on real images with
+    and without the factor, the rare digit's fit and tie) and, on a stroke factor, the morphometric
+    reading (study/morphometry.py; None on colour)."""
     classes = tuple(data.CARS_CLASSES) if dataset == "cars" else data.MNIST_CLASSES
     calls = {w: oracles.classify(orc, samples[w]) for w in ("u", "r")}
     probs = {w: oracles.predict_proba(orc, samples[w]) for w in ("u", "r")}
     counts = {w: count_classes(*calls[w], len(classes)) for w in ("u", "r")}
     readable = {w: readable_counts(*calls[w], *probs[w], len(classes)) for w in ("u", "r")}
     refs = quality.real_references(dataset, factor, rare, p_in, p_out, root, cache_dir, data_seed)
-    fd = quality.frechet_report({w: oracles.features(orc, samples[w][:quality.FD_N]) for w in ("u", "r")},
-                                {w: oracles.features(orc, refs[w][0]) for w in ("u", "r")})
-    sure, f_real = oracles.predict_proba(orc, refs["u"][0])[0].max(1) > CONFIDENT, refs["u"][2]
-    real = {f"confident_f{v}": float(sure[f_real == v].mean()) for v in (0, 1)}
-    q = quality.quality({w: probs[w][0] for w in ("u", "r")}, counts, classes, min_n,
-                        factors={w: calls[w][1] for w in ("u", "r")}, fd=fd, real=real,
-                        soft=quality.softness_report(samples, orc))
-    return counts, readable, q
+    q = quality.sample_report(orc, samples, calls, probs, counts, classes, refs, min_n)
+    morph = morphometry.reading(orc, samples, factor, rare, root, cache_dir, data_seed, smoke) \
+        if dataset == "mnist" else None
+    q["fit"] = morphometry.fit_tie(morph, rare) if morph else quality.oracle_fit(readable, rare)
+    return counts, readable, q, morph
 
 
 def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=None, cache_dir=None,
@@ -212,7 +193,7 @@ def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=No
     orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=dev, data_seed=data_seed,
                                smoke=smoke, recipe_name=recipe)
     labelled = label_samples(orc, {"u": su, "r": sr}, dataset, factor, rare, root=root, cache_dir=cache_dir,
-                             data_seed=data_seed, min_n=min_n)
+                             data_seed=data_seed, min_n=min_n, smoke=smoke)
     res = study.audit.record(u, r, len(sr), labelled, orc, factor, rare, dataset, model, data_seed, smoke, min_n,
                              recipe, dev)
     res["rows"] = result_rows(res, Reading(min_n=min_n))
@@ -234,7 +215,7 @@ def finished_result(dirs, args, eval_keys=()):
     print(f"{path} exists: cell already done (use --force to redo it)")
     print(format_rows(result_rows(res, Reading(min_n=args.min_n)), tables.title(res)))
     if "quality" in res:
-        print(quality.format_quality(res["quality"], res["classes"]))
+        print(quality.format_quality(res["quality"], res["classes"], res["rare"]))
     return res
 
 
@@ -243,9 +224,9 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
     the factor's share per class, the z-table is printed and saved as result.json in the D_r folder.
     runs: {"u": (samples, history, timings), "r": (...)}, as the script's training returned them; with
     --stage r the D_u samples come from an earlier run. Returns the result, or None when there is
-    nothing to compare yet (--stage u, or no D_u samples)."""
+    nothing to compare yet (--stage u, which saves du.json instead, or no D_u samples)."""
     if args.stage == "u":
-        return None
+        return save_du(args, name, run_name, dirs, runs["u"][0], device)
     if "u" not in runs:
         su = data.cached_samples(dirs["u"], args, "u", eval_keys)
         if su is None:
@@ -258,9 +239,9 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
                                device=device, data_seed=args.data_seed, smoke=args.smoke, recipe_name=args.oracles)
     times["oracles"] = time.time() - t0
     t0 = time.time()
-    counts, readable, q = label_samples(orc, {w: runs[w][0] for w in ("u", "r")}, args.dataset, args.factor,
-                                        args.rare, args.p_in, args.p_out, args.data_root, args.cache_dir,
-                                        args.data_seed, args.min_n)
+    counts, readable, q, morph = label_samples(orc, {w: runs[w][0] for w in ("u", "r")}, args.dataset, args.factor,
+                                               args.rare, args.p_in, args.p_out, args.data_root, args.cache_dir,
+                                               args.data_seed, args.min_n, args.smoke)
     times["classify"] = time.time() - t0
     below = {k: v for k, v in orc["acc"].items() if v < orc["target"]}
     if below and not args.smoke:    # (smoke oracles are trained for seconds; their accuracy is not checked)
@@ -272,21 +253,48 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
            "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
            "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
            "readable": readable, "test": "one-sample", "correction": "none", "min_n": args.min_n,
-           "margin": MARGIN, "baseline_dev": BASELINE_DEV, "confidence": CONFIDENT,
+           "margin": MARGIN, "baseline_dev": BASELINE_DEV, "confidence": CONFIDENT, "tau2": readings.TAU2,
            "oracle_acc": orc["acc"], "oracle_recipe": args.oracles,
            "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
            "timings": times, "history": hist, **provenance.run_fields(dirs, vars(args), device),
            "identity": json.loads(data.sample_key(args, "r", eval_keys)),
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **({"morphometric": morph} if morph else {})}
     res["quality"], res["rows"] = q, result_rows(res, Reading(min_n=args.min_n))
     print(format_rows(res["rows"], tables.title(res)))
-    print(quality.format_quality(res["quality"], classes))
+    print(quality.format_quality(res["quality"], classes, args.rare))
     data.save_json(res, os.path.join(dirs["r"], "result.json"))
     print(f"saved {os.path.join(dirs['r'], 'result.json')}")
     return res
 
 
+def save_du(args, name, run_name, dirs, samples, device):
+    """--stage u: the D_u model's samples labelled and saved as du.json beside them, so that two training
+    seeds of a D_u model read as a null pair without a D_r model (study/calibration.py). Returns None."""
+    orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
+                               device=device, data_seed=args.data_seed, smoke=args.smoke, recipe_name=args.oracles)
+    C = len(data.CARS_CLASSES) if args.dataset == "cars" else len(data.MNIST_CLASSES)
+    calls, probs = oracles.classify(orc, samples), oracles.predict_proba(orc, samples)
+    rec = calibration.du_record(vars(args), name, run_name, count_classes(*calls, C),
+                                readable_counts(*calls, *probs, C))
+    data.save_json(rec, os.path.join(dirs["u"], "du.json"))
+    print(f"saved {os.path.join(dirs['u'], 'du.json')} (the D_u model's counts, for the null check)")
+
+
 plot_disc_loss = figures.plot_disc_loss         # Figure 3 of a GAN result; gan.py draws it for every cell
+
+
+def null_check(results, reading=Reading()):
+    """The null check (study/calibration.py): two trainings of one D_u model in different seeds, read as
+    if one were the D_r model, under every summary rule of Table 4. The data are the same, so every class
+    should read L; {(rule, model, factor): [letter per class and pair]}."""
+    letters = {}
+    for res in calibration.null_results(results):
+        rows = result_rows(res, reading._replace(unfit=None))[:-1]     # no rare digit: no unfit rule
+        for how in SUMMARIES:
+            min_n = 0 if how == "paper" else reading.min_n
+            letters.setdefault((how, res["model"], res["factor"]), []).extend(
+                summary_letter(row, how, reading.alpha, min_n) for row in rows)
+    return letters
 
 
 # --------------------------------------------------------------------------- command line
@@ -311,6 +319,8 @@ def build_parser():
     a("--runs", help="with --figures: the runs folder whose samples.npz the sample grid is drawn from (default: none)")
     a("--cell", nargs="?", const="", metavar="MODEL/CELL", help="one cell (e.g. gan/colour-rare1-seed0; none "
       "needed with one result.json): its z-table under every reading and its quality report, not the tables")
+    a("--null-check", action="store_true", help="the null check: every two training seeds of a D_u model "
+      "(result.json, du.json) read against each other under every rule; the share of classes not L (default: off)")
     a("--data-root", help="MNIST root for the oracles (default: $RGF_DATA_ROOT, else ./data)")
     a("--cache-dir", help="oracle cache (default: <data-root>/rgf-cache)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -331,7 +341,7 @@ def _audit(args, reading):
     res = audit(args.u, args.r, args.factor, rare, args.dataset, args.model, args.data_root, args.cache_dir,
                 args.device, args.data_seed, args.smoke, reading.min_n, args.oracles)
     print(format_rows(result_rows(res, reading), tables.title(res), reading.confidence))
-    print(quality.format_quality(res["quality"], res["classes"]))
+    print(quality.format_quality(res["quality"], res["classes"], res["rare"]))
     if args.save:
         data.save_json(res, args.save)
         print(f"saved {args.save}")
@@ -364,6 +374,8 @@ def main(argv=None):
         cells = paper.load_paper(args.paper) if args.paper else None      # every input read before any output
         if args.runs and not os.path.isdir(args.runs):
             raise ValueError(f"--runs {args.runs}: no such folder; accepted: a runs folder of the model scripts")
+        if args.null_check:      # study/calibration.py: refuses results without two seeds of a D_u model
+            return print(calibration.format_null_letters(null_check(calibration.load(args.results), reading)))
         if args.u or args.r:
             results = _audit(args, reading)
         elif args.results:

@@ -60,13 +60,13 @@ def source(s):
 def record(u, r, n_r, labelled, orc, factor, rare, dataset, model, data_seed, smoke, min_n, recipe, device):
     """The audit's result (without its rows): labelled = (counts, readable, quality) of ztest.label_samples;
     u, r: the sample files or arrays; n_r: the number of D_r samples."""
-    counts, readable, q = labelled
+    counts, readable, q, morph = labelled
     classes = tuple(data.CARS_CLASSES) if dataset == "cars" else data.MNIST_CLASSES
     return {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
             "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": n_r,
             "classes": list(classes), "counts": counts, "readable": readable, "min_n": min_n,
             "test": "one-sample", "correction": "none", "oracle_acc": orc["acc"], "oracle_smoke": smoke,
             "oracle_recipe": recipe,
-            "quality": q, "dirs": {"u": source(u), "r": source(r)}, "device": str(device),
+            "quality": q, **({"morphometric": morph} if morph else {}), "dirs": {"u": source(u), "r": source(r)}, "device": str(device),
             "provenance": provenance.record(device),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -12,7 +12,11 @@ factor share P, pooled over every null pair (method of moments: E[(P_s - P_s')^2
 With one seed a cell borrows the pooled tau^2 of the committed results (TAU2 below); the null check
 measures that correction on pairs left out of the estimate (leave one factor out).
 
-    python -m study.calibration results/quick          # the null check and tau^2, per reading
+    python -m study.calibration results/quick          # tau^2 per reading, and the tests' null rates
+    python ztest.py results/quick --null-check         # the null check under every reading of the tables
+
+A D_u-only run (`--stage u`) leaves du.json beside its samples (ztest.save_du): the D_u model's counts,
+read here like the D_u half of a result.json.
 """
 import argparse
 import itertools
@@ -23,29 +27,46 @@ import sys
 
 from scipy.stats import norm
 
+from study.readings import SUMMARIES, TAU2, z_two_sample
+
 ALPHA = 0.05
 READINGS = ("all", "readable")             # all samples; the samples the label oracle reads with p > 0.9
 CONFIDENT = "0.9"
-# tau^2 pooled over every null pair of results/quick (14 pairs, 140 classes): `python -m study.calibration
-# results/quick` prints it again, and docs/readings.md says how it was measured.
-TAU2 = {"all": 0.000218, "readable": 0.000440}
+DU_FORMAT = "rgf-du/1"                     # du.json: a D_u model's labelled samples, without a D_r model
 
 
 # --- the D_u models of each training seed -----------------------------------------------------------
 def du_tables(results):
-    """{(run_name, factor, rare-free cell key, seed): {"all": (n, k), "readable": (n, k)}} for the D_u
-    model of every result. Results of one D_u model (rare 1 and rare 2 of one seed) give it once."""
+    """{(run_name, factor, data seed, seed): {"model", "classes", "counts", "readable", "morph"}}: the
+    labelled samples of the D_u model of every result.json (its "u" half) and du.json. Results of one D_u
+    model (rare 1 and rare 2 of one seed) give it once; "all" / "readable" are the (n, k) lists tau2 uses."""
     out = {}
     for res in results:
         if res.get("dataset", "mnist") != "mnist":
             continue
         key = (res["run_name"], res["factor"], res.get("data_seed", 0), res["seed"])
-        read = res.get("readable", {}).get("u", {}).get(CONFIDENT)
-        table = {"all": (res["counts"]["u"]["n"], res["counts"]["u"]["k"]),
-                 "readable": (read["n"], read["k"]) if read else None}
-        if out.setdefault(key, table) != table:
+        read = res.get("readable", {}).get("u")
+        morph = (res.get("morphometric") or {}).get("counts", {}).get("u")
+        table = {"model": res.get("model", res["run_name"]), "classes": res.get("classes", data_classes("mnist")), "counts": res["counts"]["u"], "readable": read,
+                 "all": (res["counts"]["u"]["n"], res["counts"]["u"]["k"]),
+                 "readable_nk": (read[CONFIDENT]["n"], read[CONFIDENT]["k"]) if read else None}
+        old = out.setdefault(key, {**table, "morph": morph})
+        if (old["counts"], old["readable"]) != (table["counts"], table["readable"]):
             raise ValueError(f"two D_u tables for {key}: the results come from different D_u models")
+        old["morph"] = old["morph"] or morph
     return out
+
+
+def du_record(args, model, run_name, counts, readable):
+    """du.json of a D_u-only run (--stage u): its counts in result.json's layout, the "u" half only."""
+    keys = ("dataset", "factor", "seed", "data_seed", "samples", "oracles")
+    return {"format": DU_FORMAT, "model": model, "run_name": run_name, **{k: args[k] for k in keys},
+            "classes": list(data_classes(args["dataset"])), "counts": {"u": counts}, "readable": {"u": readable}}
+
+
+def data_classes(dataset):
+    import data                      # the class names only; the null check itself needs no data
+    return data.CARS_CLASSES if dataset == "cars" else data.MNIST_CLASSES
 
 
 def null_pairs(results):
@@ -61,7 +82,7 @@ def null_pairs(results):
 # --- statistics ----------------------------------------------------------------------------------------
 def _classes(pair, reading):
     """Per class of one null pair: (k_u, n_u, k_r, n_r), classes with no samples on either side dropped."""
-    a, b = pair[4][reading], pair[5][reading]
+    a, b = (pair[i]["all" if reading == "all" else "readable_nk"] for i in (4, 5))
     if a is None or b is None:
         return []
     return [(ku, nu, kr, nr) for nu, ku, nr, kr in zip(a[0], a[1], b[0], b[1]) if nu and nr]
@@ -80,10 +101,8 @@ def tau2(pairs, reading):
 
 def z_calibrated(k_r, n_r, k_u, n_u, tau2_):
     """(P_r - P_u) / sqrt(P(1 - P)(1/n_u + 1/n_r) + 2 tau^2), P pooled: the two-sample z of eq. 1's
-    proportions with each model's training noise added. nan when the variance is 0."""
-    p = (k_u + k_r) / (n_u + n_r)
-    var = p * (1 - p) * (1 / n_u + 1 / n_r) + 2 * tau2_
-    return (k_r / n_r - k_u / n_u) / math.sqrt(var) if var > 0 else float("nan")
+    proportions with each model's training noise added (readings.z_two_sample). nan when the variance is 0."""
+    return z_two_sample(k_r, n_r, k_u, n_u, tau2_)
 
 
 def z_eq1(k_r, n_r, k_u, n_u):
@@ -119,6 +138,46 @@ def null_check(results, alpha=ALPHA):
     return counts, {r: tau2(pairs, r) for r in READINGS}, len(pairs)
 
 
+def null_results(results):
+    """Every null pair as a result that ztest.result_rows reads: seed a's D_u model as "u", seed b's as
+    "r", with tau^2 left out by factor (the pairs of the other factors) where another factor has seeds;
+    rare is 0, a placeholder (no digit of a null pair is rare)."""
+    pairs, out = null_pairs(results), []
+    for model, factor, a, b, ta, tb in pairs:
+        held = {r: tau2([p for p in pairs if p[1] != factor], r) for r in READINGS}
+        res = {"model": ta["model"], "run_name": model, "factor": factor, "dataset": "mnist", "rare": 0,
+               "classes": ta["classes"], "seed": (a, b), "counts": {"u": ta["counts"], "r": tb["counts"]},
+               "tau2": {r: t for r, t in held.items() if t is not None}}
+        if ta["readable"] and tb["readable"]:
+            res["readable"] = {"u": ta["readable"], "r": tb["readable"]}
+        if ta["morph"] and tb["morph"]:
+            res["morphometric"] = {"counts": {"u": ta["morph"], "r": tb["morph"]}}
+        out.append(res)
+    return out
+
+
+def format_null_letters(letters, how_order=SUMMARIES):
+    """The null check of ztest.py --null-check as a text table: per reading (a row) and model/factor (a
+    column), the classes that are not L over every null pair, and over all of them; letters is
+    {(reading, model, factor): [letter per class and pair]}, "x" (no counts for that reading) left out."""
+    if not letters:
+        raise ValueError("the null check needs D_u models of one model and factor in two training seeds; none here")
+    cells = sorted({k[1:] for k in letters})
+    head, lines = ["reading"] + [f"{m}/{f}" for m, f in cells] + ["all pairs"], []
+    for how in how_order:
+        row = [[v for v in letters.get((how, m, f), []) if v != "x"] for m, f in cells]
+        if not any(row):
+            continue
+        bad, n = sum(len(r) - r.count("L") for r in row), sum(map(len, row))
+        lines.append([how] + [f"{len(r) - r.count('L')}/{len(r)}" if r else "-" for r in row]
+                     + [f"{bad}/{n} ({bad / n:.1%})"])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
+    return "\n".join([f"null check: classes not L when a D_u model is read against its own reseeded copy "
+                      f"(nominal 5%; calibrated and morphometric: tau^2 left out by factor)", fmt(head)]
+                     + [fmt(line) for line in lines])
+
+
 def format_null_check(counts, taus, n_pairs):
     """The null check as a text table: per reading and test, the share of classes not L per model/factor
     and over all pairs."""
@@ -140,11 +199,11 @@ def format_null_check(counts, taus, n_pairs):
 
 # --- command line -----------------------------------------------------------------------------------------
 def load(paths):
-    """Every result.json under the given files or folders, as dicts."""
+    """Every result.json and du.json (a D_u-only run) under the given files or folders, as dicts."""
     out = []
     for path in paths:
         files = [path] if os.path.isfile(path) else sorted(
-            os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f == "result.json")
+            os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f in ("result.json", "du.json"))
         for f in files:
             with open(f) as fh:
                 out.append(json.load(fh))

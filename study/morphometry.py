@@ -13,12 +13,25 @@ The call f in {0, 1} is a per-class linear discriminant (LDA, numpy only) on two
 measures, calibrated on the real held-out digits of the val split, clean and blurred (a Gaussian of
 sigma drawn in [0, 1.2], as oracles.blur), so that a soft sample is not read as a factor. The
 calibration also keeps, per class, the real plain and factor-bearing means of every measure: the ends
-of the fit, (m_model - m_plain) / (m_factor - m_plain), of the factor's main measure.
+of the fit, (m_model - m_plain) / (m_factor - m_plain), of the factor's main measure. The calibration
+is cached as JSON under <cache>/morphometry/ (cached_calibration).
+
+The reading of a run (`reading`, issue 28): the D_u and D_r models' samples that the label oracle reads
+with p > 0.9 (the readable reading's samples) are measured and called; per class, the counts that eq. 1
+takes (a morphometric P_u and P_r), the measures' means and sds, and the real digits' ends. From those
+alone, `fit_tie`: the rare digit's fit (0 = real plain digits of the class, 1 = real factor-bearing
+ones) in each model, and the tie (how far the D_r model moved from the D_u model's towards 1).
 
     python -m study.morphometry --validate [--data-root DIR] [--n 2000]   # the call on test digits,
                                                                           # clean and blurred
+    python -m study.morphometry --add runs/gan/thick-rare1-seed0 [--runs DIR] [--device cpu]
+                                          # the reading added to a finished run from its samples.npz
 """
 import argparse
+import hashlib
+import json
+import math
+import os
 import platform
 import sys
 import time
@@ -30,8 +43,8 @@ from study import morpho
 
 # --- configuration ------------------------------------------------------------------------------
 STROKE_FACTORS = ("thin", "thick", "swell", "fracture")
-MEASURES = ("thickness", "area", "length", "extent", "ink", "r_max", "r_max_hi", "d25", "bulge",
-            "components")
+MEASURES = ("thickness", "area", "length", "extent", "width", "height", "ink", "r_max", "r_max_hi", "d25",
+            "bulge", "components")
 COUNTS = ("components",)                 # used as they are; every other measure enters as its log
 CALL_MEASURES = {"thin": ("thickness", "ink", "extent"),      # eroded: thinner, less ink, smaller
                  "thick": ("thickness", "extent"),            # dilated: thicker and larger
@@ -46,6 +59,11 @@ CAL_SEED = 9_281                        # the calibration's blur draws
 RIDGE = 1e-3                            # LDA: shrinkage of the pooled covariance (standardised units)
 SIGMAS = (0.0, 0.5, 0.8, 1.0)           # the validation's blur levels
 TARGETS = {0.0: 0.95, 1.0: 0.90}        # agreement with the truth the call must reach, clean / sigma 1
+CAL_VERSION = "morphometry-cal/2"       # the calibration cache's version: bump when measure or the call change
+SMOKE_CAL = 300                         # smoke calibration: the first 300 val digits, one blurred copy each
+FORMAT = "rgf-morpho/1"                 # result.json's "morphometric" block
+Z95 = 1.959963984540054                 # the two-sided 95% normal quantile of the fit's intervals
+NOUN = {"thin": "thin", "thick": "thick", "swell": "swollen", "fracture": "fractured"}
 
 
 # --- input: uint8 digits to grey, and the blur the calibration and validation apply --------------
@@ -132,8 +150,9 @@ def measure(images):
     out["bulge"] = rows[:, 2] / np.maximum(rows[:, 4], 1.0)
     rows_, cols_ = binary.any(axis=2), binary.any(axis=1)
     span = lambda m: m.shape[1] - m.argmax(axis=1) - m[:, ::-1].argmax(axis=1)
-    ext = np.maximum(span(rows_), span(cols_)) / s
-    for name, v in (("area", binary.sum(axis=(1, 2)) / s ** 2), ("extent", ext),
+    height, width = span(rows_) / s, span(cols_) / s
+    for name, v in (("area", binary.sum(axis=(1, 2)) / s ** 2), ("extent", np.maximum(width, height)),
+                    ("width", width), ("height", height),
                     ("ink", _ink(g)), ("components", _components(binary))):
         out[name] = np.where(valid, v, np.nan)
     out["valid"] = valid
@@ -160,37 +179,54 @@ def _lda(X, f):
     return w / sd, b - (w / sd) @ mu
 
 
-def fit_call(m, y, f, factor, clean=None):
+def _ends(cal, c, m, rows, clean, f):
+    """Class c's real plain (f = 0) and factor-bearing (f = 1) digits: the mean, sd (ddof 1) and count
+    of every measure on the clean rows (`means`, `sd`, `n`), and the mean on all rows (`means_soft`)."""
+    for k in MEASURES:
+        for v in (0, 1):
+            soft = m[k][rows & (f == v)]
+            vals = m[k][clean & rows & (f == v)]
+            vals = vals[np.isfinite(vals)]
+            cal["n"][k][c, v] = len(vals)
+            cal["means"][k][c, v] = vals.mean() if len(vals) else np.nan
+            cal["sd"][k][c, v] = vals.std(ddof=1) if len(vals) > 1 else np.nan
+            cal["means_soft"][k][c, v] = np.nanmean(soft) if np.isfinite(soft).any() else np.nan
+
+
+def fit_call(m, y, f, factor, clean=None, strict=True):
     """The calibration from measured real digits m (measure()), classes y and truths f: per class c,
-    LDA weights w[c] and offset b[c] on all rows, and the plain / factor-bearing means [10, 2] of every
-    measure, on the clean rows (`means`; clean: a bool mask, default all) and on all rows
-    (`means_soft`, clean and blurred as calibrated)."""
+    LDA weights w[c] and offset b[c] on all rows, and the plain / factor-bearing mean, sd and count
+    [10, 2] of every measure on the clean rows (`means`, `sd`, `n`; clean: a bool mask, default all),
+    and the means on all rows (`means_soft`, clean and blurred as calibrated). A class with fewer than
+    2 clean digits with or without the factor is an error, or (strict=False: the smoke calibration on
+    a tiny split) takes the pooled call and ends of all classes."""
     if factor not in STROKE_FACTORS:
         raise ValueError(f"unknown stroke factor {factor!r}; accepted: {', '.join(STROKE_FACTORS)}")
     y, f, ok = np.asarray(y), np.asarray(f), m["valid"]
     clean = ok if clean is None else ok & np.asarray(clean, bool)
     X = _design(m, factor)
-    w, b = np.zeros((10, X.shape[1])), np.zeros(10)
-    means = {k: np.full((10, 2), np.nan) for k in MEASURES}
-    soft = {k: np.full((10, 2), np.nan) for k in MEASURES}
+    cal = {"factor": factor, "measures": CALL_MEASURES[factor], "main": MAIN[factor],
+           "w": np.zeros((10, X.shape[1])), "b": np.zeros(10),
+           **{s: {k: np.full((10, 2), np.nan) for k in MEASURES} for s in ("means", "sd", "n", "means_soft")}}
+    enough = lambda rows: min((clean & rows & (f == v)).sum() for v in (0, 1)) >= 2
     for c in range(10):
         rows = ok & (y == c)
-        if min((clean & rows & (f == v)).sum() for v in (0, 1)) < 2:
-            raise ValueError(f"class {c}: the calibration needs >= 2 digits with and without {factor}")
-        w[c], b[c] = _lda(X[rows], f[rows])
-        for k in MEASURES:
-            means[k][c] = [m[k][clean & rows & (f == v)].mean() for v in (0, 1)]
-            soft[k][c] = [m[k][rows & (f == v)].mean() for v in (0, 1)]
-    return {"factor": factor, "measures": CALL_MEASURES[factor], "main": MAIN[factor],
-            "w": w, "b": b, "means": means, "means_soft": soft}
+        if not enough(rows):
+            if strict or not enough(ok):
+                raise ValueError(f"class {c}: the calibration needs >= 2 digits with and without {factor}")
+            rows = ok                                    # smoke on a tiny split: the pooled call
+        cal["w"][c], cal["b"][c] = _lda(X[rows], f[rows])
+        _ends(cal, c, m, rows, clean, f)
+    return cal
 
 
 def as_json(cal):
-    """The calibration with lists for arrays (for result.json); score, call and fit take it back."""
-    lists = lambda d: {k: np.round(v, 6).tolist() for k, v in d.items()}
+    """The calibration with lists for arrays (NaN as None, for JSON); score, call and fit take it back."""
+    lists = lambda d: {k: [[None if not np.isfinite(v) else round(float(v), 6) for v in row]
+                           for row in np.asarray(a, np.float64)] for k, a in d.items()}
     return {"factor": cal["factor"], "measures": list(cal["measures"]), "main": cal["main"],
             "w": np.asarray(cal["w"]).tolist(), "b": np.asarray(cal["b"]).tolist(),
-            "means": lists(cal["means"]), "means_soft": lists(cal["means_soft"])}
+            **{s: lists(cal[s]) for s in ("means", "sd", "n", "means_soft")}}
 
 
 def score(m, y, cal):
@@ -233,15 +269,61 @@ def soft_copies(x, y, f, copies=CAL_COPIES, seed=0):
     return blur(np.tile(g, (reps, 1, 1)), sig), np.tile(y, reps), np.tile(f, reps), sig
 
 
-def calibrate(factor, root=None, cache_dir=None, seed=0, copies=CAL_COPIES):
+def calibrate(factor, root=None, cache_dir=None, seed=0, copies=CAL_COPIES, limit=None):
     """The call of one stroke factor, calibrated on the val split (real digits held out of training,
-    balanced: half of each class with the factor), clean and blurred."""
+    balanced: half of each class with the factor), clean and blurred. limit: only the first `limit` val
+    digits (the smoke calibration), where a class short of digits takes the pooled call, and a val
+    split too small for even that (a tiny test root) gives way to test digits in both versions."""
     import data                 # the datasets (section 4); measuring alone needs only study.morpho
     if factor not in STROKE_FACTORS:
         raise ValueError(f"unknown stroke factor {factor!r}; accepted: {', '.join(STROKE_FACTORS)}")
     x, y, f = data.make_dataset(factor, "val", seed=seed, root=root, cache_dir=cache_dir)
-    g, y, f, sigma = soft_copies(x, y, f, copies, seed)
-    return fit_call(measure(g), y, f, factor, clean=sigma == 0)
+    if limit is not None and min((f[:limit] == v).sum() for v in (0, 1)) < 2:      # smoke only
+        x, y, f = data.make_dataset(factor, "test", seed=seed, root=root, cache_dir=cache_dir, limit=limit // 2)
+    g, y, f, sigma = soft_copies(x[:limit], y[:limit], f[:limit], copies, seed)
+    return fit_call(measure(g), y, f, factor, clean=sigma == 0, strict=limit is None)
+
+
+def calibration_path(factor, root=None, cache_dir=None, data_seed=0, smoke=False):
+    """(<cache>/morphometry/<factor>-ds<seed>-<hash>[-smoke].json, its key): the key names what the
+    calibration depends on (CAL_VERSION, the rendering recipe, the MNIST files' sizes, the parameters),
+    so that a fixture and the real MNIST, or an older calibration, never share an entry."""
+    import data
+    root = data.data_root(root)
+    raw = os.path.join(root, "MNIST", "raw")
+    sizes = [os.path.getsize(p) if os.path.exists(p) else None
+             for p in (os.path.join(raw, n) for n in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"))]
+    key = json.loads(json.dumps({
+        "version": CAL_VERSION, "factor": factor, "data_seed": int(data_seed), "smoke": bool(smoke),
+        "recipe": morpho.RECIPE, "mnist": sizes,
+        "params": [CAL_COPIES, CAL_SEED, BLUR_MAX, BLUR_RADIUS, RIDGE, HI_LEVEL, INK_MARGIN, SMOKE_CAL]}))
+    h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    name = f"{factor}-ds{data_seed}-{h}{'-smoke' if smoke else ''}.json"
+    return os.path.join(data.cache_root(root, cache_dir), "morphometry", name), key
+
+
+def cached_calibration(factor, root=None, cache_dir=None, data_seed=0, smoke=False):
+    """The calibration of one stroke factor (as_json's form), read from the cache or calibrated now
+    (~15 s; smoke: the first SMOKE_CAL val digits, one blurred copy each, in a second or two) and
+    cached atomically. A missing, corrupt or stale cache file is rebuilt; an unwritable one skipped."""
+    import data
+    path, key = calibration_path(factor, root, cache_dir, data_seed, smoke)
+    try:
+        with open(path) as fh:
+            got = json.load(fh)
+        if got["key"] == key:
+            return got["cal"]
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"morphometry: calibration cache {path} is corrupt; rebuilding it", file=sys.stderr)
+    cal = as_json(calibrate(factor, root, cache_dir, data_seed, 1 if smoke else CAL_COPIES,
+                            SMOKE_CAL if smoke else None))
+    try:
+        data.save_json({"key": key, "cal": cal}, path)
+    except OSError as e:
+        print(f"morphometry: could not write {path} ({e}); continuing without it", file=sys.stderr)
+    return cal
 
 
 # --- validation on the test split: each MNIST test digit once, half of each class with the factor --
@@ -286,19 +368,259 @@ def render_table(table, n, seconds):
     return "\n".join(lines)
 
 
+# --- the reading of a run's samples: per class, the morphometric call and the measures -----------
+def _num(v):
+    """A float for JSON, rounded to 6 decimals; None for NaN, inf or None."""
+    return None if v is None or not np.isfinite(v) else round(float(v), 6)
+
+
+def class_stats(values, y):
+    """Per class c of 0..9: {"n", "mean", "sd"} (ddof 1) of the finite values of class c; None where
+    undefined (no value, or one for sd)."""
+    values, y = np.asarray(values, np.float64), np.asarray(y)
+    out = {"n": [], "mean": [], "sd": []}
+    for c in range(10):
+        v = values[(y == c) & np.isfinite(values)]
+        out["n"].append(int(len(v)))
+        out["mean"].append(_num(v.mean()) if len(v) else None)
+        out["sd"].append(_num(v.std(ddof=1)) if len(v) > 1 else None)
+    return out
+
+
+def end_digits(factor, root=None, cache_dir=None, data_seed=0, smoke=False):
+    """The real digits the fit's ends come from: every MNIST test digit once, half of each class with the
+    factor (data.reference_digits; held out of every model's training and of the call's calibration),
+    as (uint8 images, y, f, {measure: values}). The measures are cached beside the calibration (~20 s
+    once); smoke: the first SMOKE_CAL digits."""
+    import data
+    from study.runs import atomic_write
+    x, y, f = data.reference_digits(factor, "u", seed=data_seed, root=root, cache_dir=cache_dir)
+    if smoke:
+        x, y, f = x[:SMOKE_CAL], y[:SMOKE_CAL], f[:SMOKE_CAL]
+    path = calibration_path(factor, root, cache_dir, data_seed, smoke)[0][:-len(".json")] + "-ends.npz"
+    try:
+        with np.load(path) as z:
+            v = {k: z[k] for k in MEASURES}
+        if all(a.shape == y.shape for a in v.values()):
+            return x, y, f, v
+    except (OSError, ValueError, KeyError):
+        pass
+    m = measure(grey(x))
+    v = {k: m[k].astype(np.float64) for k in MEASURES}
+    try:
+        atomic_write(path, lambda fh: np.savez(fh, **v))
+    except OSError as e:
+        print(f"morphometry: could not write {path} ({e}); continuing without it", file=sys.stderr)
+    return x, y, f, v
+
+
+def real_ends(orc, factor, root=None, cache_dir=None, data_seed=0, smoke=False):
+    """The fit's ends: per class, the main measure's {"n", "mean", "sd"} over real plain (f = 0) and
+    factor-bearing (f = 1) test digits (end_digits) that the label oracle reads as their class with
+    p > 0.9, the filter the model's samples pass (it drops, e.g., the thickest real 1s: filtering one
+    side only would bias the fit); and under "measures" the same for every measure (a sample's shape,
+    width and height, against the real class's)."""
+    from study.readings import CONFIDENT
+    import oracles
+    x, y, f, v = end_digits(factor, root, cache_dir, data_seed, smoke)
+    p = np.asarray(oracles.predict_proba(orc, x)[0])
+    keep = (p.max(1) > CONFIDENT) & (p.argmax(1) == y)
+    sides = (("plain", keep & (f == 0)), ("factor", keep & (f == 1)))
+    out = {side: class_stats(v[MAIN[factor]][m], y[m]) for side, m in sides}
+    out["measures"] = {k: {side: class_stats(v[k][m], y[m]) for side, m in sides} for k in MEASURES}
+    return out
+
+
+def _readable(orc, x):
+    """The samples the label oracle reads with max p > CONFIDENT (the readable reading's samples,
+    study.readings): (those samples, their classes)."""
+    import oracles
+    from study.readings import CONFIDENT
+    p = np.asarray(oracles.predict_proba(orc, x)[0])
+    keep = p.max(1) > CONFIDENT
+    return x[keep], p.argmax(1)[keep].astype(np.int64)
+
+
+def _check_reading(samples, rare):
+    """The samples {"u", "r"} as uint8 [M,3,28,28] arrays, and rare in 0..9; else ValueError."""
+    if isinstance(rare, bool) or not isinstance(rare, (int, np.integer)) or not 0 <= rare <= 9:
+        raise ValueError(f"rare class {rare!r}; accepted: an integer 0..9")
+    out = {}
+    for w in ("u", "r"):
+        x = np.asarray(samples.get(w) if isinstance(samples, dict) else None)
+        if x.dtype != np.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != (3, 28, 28):
+            raise ValueError(f"samples[{w!r}]: {x.dtype} {list(x.shape)}; accepted: uint8 [M,3,28,28]")
+        out[w] = x
+    return out
+
+
+def reading(orc, samples, factor, rare, root=None, cache_dir=None, data_seed=0, smoke=False):
+    """The morphometric reading of a run: the D_u and D_r models' samples {"u", "r"} (uint8 [M,3,28,28])
+    that the label oracle of `orc` (oracles.load_oracles) reads with p > 0.9 are measured and called
+    with the per-class calibration on real val digits (cached_calibration; smoke: the small one).
+    Returns a JSON-able dict, or None for colour or a dataset other than MNIST:
+      "counts": {w: {"n": [10], "k": [10]}}, readable samples per class and those called
+        factor-bearing (result.json's "counts" shape: eq. 1 takes it);
+      "measures": {w: {measure: {"n", "mean", "sd"} per class}} for every name in MEASURES;
+      "ends": real_ends(): real readable plain and factor-bearing test digits' main measure per class;
+      "main", "factor", "rare", "confidence", "calibration", "format"."""
+    if factor not in STROKE_FACTORS or orc.get("dataset", "mnist") != "mnist":
+        return None
+    from study.readings import CONFIDENT
+    samples = _check_reading(samples, rare)
+    cal = cached_calibration(factor, root, cache_dir, data_seed, smoke)
+    out = {"format": FORMAT, "factor": factor, "rare": int(rare), "main": cal["main"],
+           "confidence": CONFIDENT, "calibration": {"version": CAL_VERSION, "smoke": bool(smoke),
+                                                    "data_seed": int(data_seed)},
+           "ends": real_ends(orc, factor, root, cache_dir, data_seed, smoke), "counts": {}, "measures": {}}
+    for w in ("u", "r"):
+        x, y = _readable(orc, samples[w])
+        m = measure(x)
+        called = call(m, y, cal)
+        out["counts"][w] = {"n": np.bincount(y, minlength=10).tolist(),
+                            "k": np.bincount(y, weights=called, minlength=10).astype(int).tolist()}
+        out["measures"][w] = {k: class_stats(m[k], y) for k in MEASURES}
+    return out
+
+
+# --- the rare digit's fit and tie, from the stored statistics alone -------------------------------
+def _mean_se(block, c):
+    """(mean, standard error sd / sqrt(n), n) of class c in a {"n", "mean", "sd"} block; NaN where the
+    block has fewer than 2 values (None in JSON)."""
+    n = int(block["n"][c] or 0)
+    mean, sd = (np.nan if v is None else float(v) for v in (block["mean"][c], block["sd"][c]))
+    return (mean, sd / math.sqrt(n), n) if n >= 2 else (np.nan, np.nan, n)
+
+
+def _ratio(a, lo, hi):
+    """(a - lo) / (hi - lo) of three independent (mean, se) and its 95% interval by the delta method:
+    var = (se_a^2 + t'^2 se_lo^2 + t^2 se_hi^2) / (hi - lo)^2, t = (a - lo) / (hi - lo), t' = 1 - t.
+    (None, None) where undefined."""
+    (a, sa), (lo, sl), (hi, sh) = a, lo, hi
+    d = hi - lo
+    if not all(np.isfinite(v) for v in (a, sa, lo, sl, hi, sh, d)) or d == 0:
+        return None, None
+    t = (a - lo) / d
+    se = math.sqrt(sa ** 2 + (1 - t) ** 2 * sl ** 2 + t ** 2 * sh ** 2) / abs(d)
+    return float(t), [float(t - Z95 * se), float(t + Z95 * se)]
+
+
+def fit_tie(morph, rare):
+    """The rare digit's morphometric fit and tie, from a reading's stored statistics (recomputable from
+    result.json). fit_w = (m_w - m_plain) / (m_factor - m_plain) of the main measure's class mean: 0 =
+    real plain digits of the class, 1 = real factor-bearing ones (D_r holds only these: a D_r model that
+    fits its data is near 1). tie = (m_r - m_u) / (m_factor - m_u): how far the D_r model's rare digit
+    moved from the D_u model's towards real factor-bearing ones (0 = not at all, 1 = all the way).
+    95% intervals by the delta method on sd / sqrt(n) of each mean; None where a side has < 2 samples.
+    {"fit_u", "fit_u_ci", "fit_r", "fit_r_ci", "tie", "tie_ci", "n_u", "n_r", "measure"}."""
+    main = morph["main"]
+    (mu, su, nu), (mr, sr, nr) = (_mean_se(morph["measures"][w][main], rare) for w in ("u", "r"))
+    plain, fact = (_mean_se(morph["ends"][s], rare)[:2] for s in ("plain", "factor"))
+    out = {"measure": main, "n_u": nu, "n_r": nr}
+    out["fit_u"], out["fit_u_ci"] = _ratio((mu, su), plain, fact)
+    out["fit_r"], out["fit_r_ci"] = _ratio((mr, sr), plain, fact)
+    out["tie"], out["tie_ci"] = _ratio((mr, sr), (mu, su), fact)
+    return out
+
+
+def format_fit(morph, rare):
+    """The fit and the tie as text for the quality report (two lines); "" when there is no reading."""
+    if not morph:
+        return ""
+    ft = fit_tie(morph, rare)
+    val = lambda k: "-" if ft[k] is None else f"{ft[k]:.2f} [{ft[k + '_ci'][0]:.2f}, {ft[k + '_ci'][1]:.2f}]"
+    noun = NOUN.get(morph["factor"], morph["factor"])
+    return (f"morphometric fit of digit {rare} ({ft['measure']}): D_u {val('fit_u')}, D_r {val('fit_r')}; "
+            f"tie {val('tie')}\n  (fit: 0 = real plain {rare}s, 1 = real {noun} ones; tie: 0 = D_r's {rare}s "
+            f"as D_u's, 1 = as real {noun} ones; {ft['n_u']} / {ft['n_r']} readable {rare}s)")
+
+
+# --- adding the reading to a finished run, from its samples.npz ---------------------------------
+def _result_path(path):
+    """PATH (a result.json, or the D_r run folder holding one) -> the result.json; else ValueError."""
+    file = os.path.join(path, "result.json") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise ValueError(f"--add {path}: no such result.json; accepted: a result.json or the D_r run "
+                         f"folder holding it")
+    return file
+
+
+def _samples_of(res, file, which, runs=None):
+    """The samples.npz of the D_u (which="u") or D_r model of a result: res["dirs"][which] (absolute,
+    or relative to the folder of result.json), else <runs>/<run_name>/<its base name>."""
+    d = (res.get("dirs") or {}).get(which)
+    if not isinstance(d, str):
+        raise ValueError(f"{file}: no dirs.{which}; accepted: a result.json of a model run")
+    d = os.path.join(os.path.dirname(os.path.abspath(file)), d)
+    tried = [d] + ([os.path.join(runs, str(res.get("run_name")), os.path.basename(os.path.normpath(d)))]
+                   if runs else [])
+    for folder in tried:
+        if os.path.isfile(npz := os.path.join(folder, "samples.npz")):
+            with np.load(npz) as z:
+                x = z["x"] if "x" in z.files else None
+            if x is None or x.dtype != np.uint8 or x.shape[1:] != (3, 28, 28) or len(x) != res.get("samples"):
+                raise ValueError(f"{npz}: {None if x is None else (x.dtype, list(x.shape))}; accepted: uint8 "
+                                 f"x [{res.get('samples')},3,28,28], the run's M samples")
+            return x
+    raise ValueError(f"no samples.npz of the D_{which} model in {' or '.join(tried)}; accepted: the run's "
+                     f"folders (or --runs DIR holding <run_name>/<folder>)")
+
+
+def add(path, runs=None, device="auto", root=None, cache_dir=None):
+    """The morphometric reading added to a finished run: its D_u and D_r samples.npz read with its own
+    oracles (as ztest.evaluate loads them) into res["morphometric"] and res["quality"]["fit"];
+    result.json rewritten atomically. Returns the result. Bad input: ValueError naming the value."""
+    import data
+    import oracles
+    file = _result_path(path)
+    try:
+        with open(file) as fh:
+            res = json.load(fh)
+        factor, dataset, rare = res["factor"], res.get("dataset", "mnist"), res["rare"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{file}: not a run's result.json ({type(e).__name__}: {e})") from None
+    if dataset != "mnist" or factor not in STROKE_FACTORS:
+        raise ValueError(f"{file}: {dataset} {factor} has no morphometric reading; accepted: an MNIST "
+                         f"result of {', '.join(STROKE_FACTORS)}")
+    samples = {w: _samples_of(res, file, w, runs) for w in ("u", "r")}
+    orc = oracles.load_oracles(factor, dataset, root=root, cache_dir=cache_dir, device=data.pick_device(device),
+                               data_seed=res.get("data_seed", 0), smoke=bool(res.get("oracle_smoke")),
+                               recipe_name=res.get("oracle_recipe", "paper"))
+    res["morphometric"] = reading(orc, samples, factor, rare, root, cache_dir, res.get("data_seed", 0),
+                                  smoke=bool(res.get("oracle_smoke")))
+    res.setdefault("quality", {})["fit"] = fit_tie(res["morphometric"], rare)
+    data.save_json(res, file)
+    print(format_fit(res["morphometric"], rare))
+    print(f"saved {file}")
+    return res
+
+
 # --- command line --------------------------------------------------------------------------------
 def main(argv=None):
+    import data
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--validate", action="store_true", help="the call on held-out test digits")
+    p.error = data.fail                                      # one line, exit 2
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--validate", action="store_true", help="the call on held-out test digits")
+    g.add_argument("--add", metavar="PATH", help="add the reading to a run: its result.json or D_r folder")
+    p.add_argument("--runs", default=None, metavar="DIR", help="--add: runs folder to look for moved samples in")
+    p.add_argument("--device", default="auto", help="--add: the oracles' device (default: auto)")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/raw (or $RGF_DATA_ROOT)")
     p.add_argument("--cache-dir", default=None, help="rendering cache (or $RGF_CACHE_DIR)")
     p.add_argument("--n", type=int, default=2000, help="held-out test digits per factor (>= 20)")
     p.add_argument("--seed", type=int, default=0, help="data seed")
     p.add_argument("--factor", choices=STROKE_FACTORS, action="append", help="one factor (repeatable)")
     a = p.parse_args(argv)
+    if a.add:
+        try:
+            if a.runs and not os.path.isdir(a.runs):
+                raise ValueError(f"--runs {a.runs}: no such folder; accepted: a runs folder")
+            return add(a.add, a.runs, a.device, a.data_root, a.cache_dir)
+        except (ValueError, FileNotFoundError) as e:
+            data.fail(str(e))
     if not a.validate:
-        p.error("nothing to do: pass --validate")
+        p.error("nothing to do: pass --validate or --add PATH")
     if a.n < 20:
         p.error(f"--n {a.n}: at least 20 digits")
     t0 = time.time()

@@ -63,6 +63,9 @@ def agreement(aggs, paper):
                 ours = [(o, p) for o, p in ours if o is not None]
                 ran = len(ours)
                 match, decided = sum(o == p for o, p in ours), sum(o in "LM" for o, _ in ours)
+                if ours and all(set(o) == {"x"} for o, _ in ours):   # no counts for this reading (colour: morphometric)
+                    line.append("-")
+                    continue
                 line.append(f"{match}/{ran} ({match / ran:.0%}); decided {decided}" if ran else "-")
             if ran:
                 rows.append(line[:2] + [str(ran)] + line[2:])

@@ -76,6 +76,44 @@ def real_references(dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache
 
 
 # --------------------------------------------------------------------------- the report
+def sample_report(orc, samples, calls, probs, counts, classes, refs, min_n=MIN_N):
+    """The report of a run's samples {"u", "r"} (ztest.label_samples): `quality` with the Fréchet distance
+    to the real references (real_references), the label oracle's confident share on real digits with
+    and without the factor, and the softness. calls / probs: the oracles' per side."""
+    fd = frechet_report({w: oracles.features(orc, samples[w][:FD_N]) for w in ("u", "r")},
+                        {w: oracles.features(orc, refs[w][0]) for w in ("u", "r")})
+    sure, f_real = oracles.predict_proba(orc, refs["u"][0])[0].max(1) > CONFIDENT, refs["u"][2]
+    real = {f"confident_f{v}": float(sure[f_real == v].mean()) for v in (0, 1)}
+    return quality({w: probs[w][0] for w in ("u", "r")}, counts, classes, min_n,
+                   factors={w: calls[w][1] for w in ("u", "r")}, fd=fd, real=real, soft=softness_report(samples, orc))
+
+
+def oracle_fit(readable, rare, key=f"{CONFIDENT:g}"):
+    """The rare digit's fit and tie read by the factor oracle, for colour (whose oracle is exact on real
+    digits; study/morphometry.fit_tie reads the stroke factors): fit = its share of the factor among the
+    readable samples (0: plain like real digits, 1: all with the factor as in D_r), tie = (P_r - P_u) /
+    (1 - P_u), how far the D_r model moved from the D_u model towards its data; 95% normal intervals
+    (delta method for the tie)."""
+    n = {w: readable[w][key]["n"][rare] for w in ("u", "r")}
+    p = {w: readable[w][key]["k"][rare] / n[w] if n[w] else math.nan for w in ("u", "r")}
+    v = {w: p[w] * (1 - p[w]) / n[w] if n[w] else math.nan for w in ("u", "r")}
+    ci = lambda m, var: [m - 1.96 * math.sqrt(var), m + 1.96 * math.sqrt(var)] if math.isfinite(var) else None
+    tie = (p["r"] - p["u"]) / (1 - p["u"]) if p["u"] < 1 else math.nan
+    v_tie = (v["r"] + v["u"] * ((1 - p["r"]) / (1 - p["u"])) ** 2) / (1 - p["u"]) ** 2 if p["u"] < 1 else math.nan
+    return {"measure": "factor oracle", "fit_u": p["u"], "fit_u_ci": ci(p["u"], v["u"]), "fit_r": p["r"],
+            "fit_r_ci": ci(p["r"], v["r"]), "tie": tie, "tie_ci": ci(tie, v_tie), "n_u": n["u"], "n_r": n["r"]}
+
+
+def format_fit(fit, rare_name):
+    """The fit line of the quality report: where the rare digit of each model sits between plain (0) and
+    factor-bearing (1) digits, and the tie, with 95% intervals."""
+    iv = lambda k: "" if not fit.get(k + "_ci") else " [{:.2f}, {:.2f}]".format(*fit[k + "_ci"])
+    num = lambda k: "-" if fit.get(k) is None or not math.isfinite(fit[k]) else f"{fit[k]:.2f}"
+    return (f"  fit of the rare digit {rare_name} ({fit['measure']}; 0 = real plain, 1 = real with the factor): "
+            f"D_u {num('fit_u')}{iv('fit_u')}, D_r {num('fit_r')}{iv('fit_r')} (n {fit['n_u']} / {fit['n_r']}); "
+            f"tie {num('tie')}{iv('tie')} (0: D_r as D_u, 1: moved all the way to its data)")
+
+
 def quality(p_label, counts, classes, min_n=MIN_N, factors=None, fd=None, real=None, soft=None):
     """The sample-quality report of one run. p_label: {"u", "r"} -> label-oracle probabilities [M, C];
     counts: as ztest.count_classes gives them; factors: {"u", "r"} -> the factor oracle's calls [M] (for
@@ -132,9 +170,9 @@ def _pct(v):
     return "-" if v is None or not math.isfinite(v) else f"{v:.1%}"     # NaN is null in result.json
 
 
-def format_quality(q, classes):
-    """The report as text: one line per model, the real digits' line, the Fréchet distances, then one
-    WARNING line per warning."""
+def format_quality(q, classes, rare=None):
+    """The report as text: one line per model, the real digits' line, the Fréchet distances, the rare
+    digit's fit and tie, then one WARNING line per warning."""
     lines = [f"sample quality: label oracle p > {q['threshold']:g} on"]
     for w in ("u", "r"):
         n, by_f = q[w]["histogram"], ""
@@ -156,6 +194,8 @@ def format_quality(q, classes):
         lines.append(f"Fréchet distance to real held-out digits in the label oracle's features "
                      f"(real-vs-real floor): D_u {fd['u']:.2f} (floor {fd['floor_u']:.2f}, {fd['n_u']} "
                      f"samples), D_r {fd['r']:.2f} (floor {fd['floor_r']:.2f}, {fd['n_r']} samples)")
+    if q.get("fit") and rare is not None:
+        lines.append(format_fit(q["fit"], classes[rare]))
     return "\n".join(lines + [f"WARNING: {x}" for x in q["warnings"]])
 
 

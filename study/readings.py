@@ -16,7 +16,7 @@ import data
 
 # --------------------------------------------------------------------------- configuration
 ALPHA = 0.05                                      # section 4: L when p > 0.05
-TESTS = ("one-sample", "two-sample")              # one-sample = the paper's eq. 1
+TESTS = ("one-sample", "two-sample", "calibrated")   # one-sample = the paper's eq. 1
 CORRECTIONS = ("none", "holm", "bh")              # none = the paper's per-class p-values
 MIN_N = data.MIN_N     # ours: below 30 samples of a class in either model, "too few samples" (0 = the paper)
 MARGIN = 0.1           # ours: the equivalence margin of TOST, in proportion (see tost)
@@ -26,13 +26,21 @@ CONFIDENT = 0.9        # ours: a sample is readable when the label oracle gives 
 # at each), optionally also requiring a confident factor oracle (P(f = 1) > 0.9 or < 0.1).
 CONFIDENCE_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 FACTOR_CONFIDENT = 0.9
-SUMMARIES = ("ours", "paper", "equivalence", "readable")     # how Table 4 reads a cell (see summary_letter)
+UNFIT = 0.6            # ours: the rare digit of a D_r model that carries the factor in under 60% of its samples
+                       # did not fit its data (every rare digit of D_r has it): letter "u" (docs/readings.md)
+# The calibrated test's training noise: tau^2, the between-seed variance of a class's factor share P,
+# pooled over every null pair of results/quick (14 pairs, 140 classes) on all samples and on the readable
+# ones; `python -m study.calibration results/quick` measures it again (docs/readings.md).
+TAU2 = {"all": 0.000218, "readable": 0.000440}
+SUMMARIES = ("ours", "paper", "equivalence", "readable", "calibrated", "morphometric")   # Table 4's rules
+SUFFIX = {"readable": "_read", "calibrated": "_cal", "morphometric": "_morph"}   # their row keys (result_rows)
 # How result files are read into tables: the test, the correction, alpha, the minimum count, the
 # equivalence margin, Table 4's summary rule, the baseline threshold and the readable reading's
-# thresholds. The defaults are ours; the paper's are Reading(min_n=0, summary="paper").
+# thresholds, and the unfit threshold (None: off). The defaults are ours; the paper's are
+# Reading(min_n=0, summary="paper").
 Reading = collections.namedtuple(
-    "Reading", "test correction alpha min_n margin summary baseline_dev confidence factor_confident",
-    defaults=("one-sample", "none", ALPHA, MIN_N, MARGIN, "ours", BASELINE_DEV, CONFIDENT, False))
+    "Reading", "test correction alpha min_n margin summary baseline_dev confidence factor_confident unfit",
+    defaults=("one-sample", "none", ALPHA, MIN_N, MARGIN, "ours", BASELINE_DEV, CONFIDENT, False, UNFIT))
 READ_KEYS = ("n_u", "k_u", "P_u", "n_r", "k_r", "P_r", "z", "p_adj", "verdict")   # the readable reading's
 
 
@@ -79,18 +87,21 @@ def checked_counts(counts, rare, classes, test, correction, alpha, min_n, baseli
 
 
 # --------------------------------------------------------------------------- statistics beyond eq. 1
-def z_two_sample(k_r, n_r, k_u, n_u):
+def z_two_sample(k_r, n_r, k_u, n_u, tau2=0.0):
     """Pooled two-proportion z-test (beyond the paper): also counts the sampling error of P_u, which
     eq. 1 treats as exact. z = (P_r - P_u) / sqrt(P (1 - P) (1/n_r + 1/n_u)), P = (k_r + k_u) / (n_r + n_u).
-    NaN when a sample is empty or P is 0 or 1."""
+    The calibrated test adds each model's training noise, 2 tau^2, to that variance (tau^2: the
+    between-seed variance of P, TAU2; study/calibration.py measures it). NaN when a sample is empty or
+    the variance is 0."""
     k_r, n_r, k_u, n_u = (check_count(a, v) for a, v in (("k_r", k_r), ("n_r", n_r), ("k_u", k_u), ("n_u", n_u)))
     for k, n, a in ((k_r, n_r, "k_r"), (k_u, n_u, "k_u")):
         if k > n:
             raise ValueError(f"{a}={k} exceeds its sample size {n}")
-    if n_r == 0 or n_u == 0 or k_r + k_u in (0, n_r + n_u):
+    if n_r == 0 or n_u == 0:
         return math.nan
     p = (k_r + k_u) / (n_r + n_u)
-    return (k_r / n_r - k_u / n_u) / math.sqrt(p * (1 - p) * (1 / n_r + 1 / n_u))
+    var = p * (1 - p) * (1 / n_r + 1 / n_u) + 2 * tau2
+    return (k_r / n_r - k_u / n_u) / math.sqrt(var) if var > 0 else math.nan
 
 
 def cohens_h(p_r, p_u):
@@ -100,14 +111,14 @@ def cohens_h(p_r, p_u):
     return 2 * math.asin(math.sqrt(check_prop("p_r", p_r))) - 2 * math.asin(math.sqrt(check_prop("p_u", p_u)))
 
 
-def tost(k_r, n_r, k_u, n_u, margin=MARGIN, test="one-sample"):
+def tost(k_r, n_r, k_u, n_u, margin=MARGIN, test="one-sample", tau2=0.0):
     """Equivalence: the p-value of two one-sided tests (TOST, Schuirmann 1987) of H0: |P_r - P_u| >=
     margin against H1: |P_r - P_u| < margin. With d = P_r - P_u and its standard error se, the two
     one-sided p-values are sf((d + margin) / se) and cdf((d - margin) / se); TOST's p is the larger.
     p <= alpha *shows* that the factor's share moved by less than the margin: learning shown, which
     "p > 0.05" of eq. 1 ("not shown to differ") is not. NaN when se is 0 or undefined.
     one-sample: the se of eq. 1, sqrt(P_u (1 - P_u) / n_r), P_u taken as known as eq. 1 does.
-    two-sample: the unpooled se sqrt(P_r (1 - P_r) / n_r + P_u (1 - P_u) / n_u).
+    two-sample: the unpooled se sqrt(P_r (1 - P_r) / n_r + P_u (1 - P_u) / n_u); calibrated: that, + 2 tau^2.
     The margin 0.1 is Cohen's h = 0.20 at P = 0.5, his "small" effect (docs/readings.md)."""
     k_r, n_r, k_u, n_u = (check_count(a, v) for a, v in (("k_r", k_r), ("n_r", n_r), ("k_u", k_u), ("n_u", n_u)))
     if not (isinstance(margin, (int, float)) and 0 < margin < 1):
@@ -117,6 +128,7 @@ def tost(k_r, n_r, k_u, n_u, margin=MARGIN, test="one-sample"):
         return math.nan
     p_r, p_u = k_r / n_r, k_u / n_u
     var = p_u * (1 - p_u) / n_r if test == "one-sample" else p_r * (1 - p_r) / n_r + p_u * (1 - p_u) / n_u
+    var += 2 * tau2 if test == "calibrated" else 0.0
     if var <= 0:
         return math.nan
     d, se = p_r - p_u, math.sqrt(var)
@@ -145,16 +157,21 @@ def adjust_p(ps, method="none"):
 
 
 # --------------------------------------------------------------------------- our letters, Table 4's summaries
-def our_letter(n, min_n, p_u, baseline_dev):
-    """Our two rules, which come before the paper's and never give L or M: "n" (too few samples) when
+def our_letter(n, min_n, p_u, baseline_dev, p_r=None, unfit=None):
+    """Our three rules, which come before the paper's and never give L or M: "n" (too few samples) when
     n = min(n_u, n_r) < min_n, where p > 0.05 is almost certain and no evidence of learning; "b" (broken
     baseline) when |P_u - 0.5| > baseline_dev: eq. 1 measures P_r against P_u, and the paper's premise
-    (its Tables C.3-C.4) is a D_u model that draws the factor in about half of every class. None when
-    neither applies; min_n = 0 and baseline_dev = None switch them off."""
+    (its Tables C.3-C.4) is a D_u model that draws the factor in about half of every class; "u" (unfit)
+    when p_r, the rare digit's share of the factor in the D_r model's samples, is below `unfit`: every
+    rare digit of D_r has the factor, so a D_r model far from that did not fit its data, and its rare
+    digit can neither memorise nor learn (the caller passes p_r for the rare digit only). None when none
+    applies; min_n = 0, baseline_dev = None and unfit = None switch them off."""
     if n is not None and n < min_n:
         return "n"
     if baseline_dev is not None and p_u is not None and math.isfinite(p_u) and abs(p_u - 0.5) > baseline_dev:
         return "b"
+    if unfit is not None and p_r is not None and math.isfinite(p_r) and p_r < unfit:
+        return "u"
     return None
 
 
@@ -167,12 +184,17 @@ def summary_letter(row, how="ours", alpha=ALPHA, min_n=MIN_N):
     equivalence:     L only when TOST shows |P_r - P_u| < margin; M / ? / - / n / b as ours; "i"
                      (inconclusive) when neither equivalence nor a difference is shown;
     readable:        ours, computed on the samples the label oracle reads confidently (verdict_read;
-                     "x" when the result has no such counts)."""
+                     "x" when the result has no such counts);
+    calibrated:      ours on those samples with the calibrated test, the training noise counted
+                     (verdict_cal);
+    morphometric:    ours on the morphometric call of the stroke instead of the factor oracle's, on the
+                     readable samples, with the calibrated test (verdict_morph; "x" on colour and on
+                     results that predate it)."""
     check_choice("summary", how, SUMMARIES)
     if how == "ours":
         return row["verdict"]
-    if how == "readable":
-        return row.get("verdict_read") or "x"
+    if how in SUFFIX:
+        return row.get("verdict" + SUFFIX[how]) or "x"
     few = min(row["n_u"], row["n_r"]) < min_n
     if how == "paper":
         return "L" if not few and math.isfinite(row["p_adj"]) and row["p_adj"] > alpha else "M"
@@ -200,6 +222,18 @@ def counts_of(res, reading):
     return {w: got[w][key] for w in ("u", "r")} if all(key in got.get(w, {}) for w in ("u", "r")) else None
 
 
+def extra_readings(res, reading):
+    """The readings a result's rows carry beside the one on all samples: [(row-key suffix, counts, test,
+    tau^2)] for the readable reading (the reading's own test), the calibrated one and, on a stroke
+    factor, the morphometric one (study/morphometry.py), each on the readable samples. tau^2 is the
+    result's own (a null pair's left-out estimate) or TAU2."""
+    read, tau = counts_of(res, reading), {**TAU2, **(res.get("tau2") or {})}
+    out = [("_read", read, reading.test, tau["readable"]), ("_cal", read, "calibrated", tau["readable"])]
+    morph = (res.get("morphometric") or {}).get("counts")
+    out.append(("_morph", morph, "calibrated", tau["readable"]))
+    return [x for x in out if x[1] is not None]
+
+
 # --------------------------------------------------------------------------- the command line's reading
 def add_options(p):
     """The reading options of ztest.py's command line."""
@@ -211,9 +245,12 @@ def add_options(p):
       f"samples' (n), never L; 0 = the paper's rule (default: {MIN_N})")
     a("--margin", type=float, default=MARGIN, help=f"equivalence margin of TOST, in proportion, in (0, 1) "
       f"(default: {MARGIN})")
-    a("--summary", default="ours", help="Table 4's rule: ours (L/M/?/-/n/b), paper (binary L/M, as the "
-      "paper's Table 4), equivalence (L only when TOST shows it) or readable (ours, on the samples the "
-      "label oracle reads confidently) (default: ours)")
+    a("--summary", default="ours", help="Table 4's rule: ours (L/M/?/-/n/b/u), paper (binary L/M, as the "
+      "paper's Table 4), equivalence (L only when TOST shows it), readable (ours, on the samples the "
+      "label oracle reads confidently), calibrated (readable, with the training noise in the test) or "
+      "morphometric (calibrated, on the stroke's measured call) (default: ours)")
+    a("--unfit", type=float, default=UNFIT, help=f"the rare digit whose D_r share of the factor is below this "
+      f"gets 'u' (unfit), never L or M; 0 = off (default: {UNFIT:g})")
     a("--baseline-dev", type=float, default=BASELINE_DEV, help=f"a class whose D_u share of the factor is "
       f"further than this from 0.5 gets 'b' (broken baseline), never L or M, in (0, 0.5] (default: "
       f"{BASELINE_DEV:g})")
@@ -236,8 +273,10 @@ def from_args(args):
         raise ValueError(f"--summary {args.summary!r} not understood; accepted: {', '.join(SUMMARIES)}")
     if not 0 < args.baseline_dev <= 0.5:
         raise ValueError(f"--baseline-dev {args.baseline_dev:g} out of range; accepted: 0 < d <= 0.5")
+    if not 0 <= args.unfit <= 1:
+        raise ValueError(f"--unfit {args.unfit:g} out of range; accepted: 0 <= u <= 1 (0 = off)")
     if args.confidence not in CONFIDENCE_GRID:
         raise ValueError(f"--confidence {args.confidence:g} not available; accepted: "
                          f"{', '.join(f'{t:g}' for t in CONFIDENCE_GRID)} (result.json keeps these)")
     return Reading(args.test, args.correction, args.alpha, args.min_n, args.margin, args.summary,
-                   args.baseline_dev, args.confidence, args.factor_confident)
+                   args.baseline_dev, args.confidence, args.factor_confident, args.unfit or None)

@@ -13,7 +13,8 @@ from study import quality
 from study.readings import SUMMARIES, summary_letter
 from study.tables import cell_name
 
-HOW = {"ours": "ours", "paper": "paper's", "equivalence": "equivalence", "readable": "readable"}
+HOW = {"ours": "ours", "paper": "paper's", "equivalence": "equivalence", "readable": "readable", "calibrated": "calibrated",
+       "morphometric": "morphometric"}
 
 
 def pick(results, spec):
@@ -65,6 +66,8 @@ def cell(res, ztable, rows, reading):
     """The report: `ztable` (ztest.format_rows of `rows`, the result's z-table under the reading), the
     letters under every reading, the quality report (when the result has one) and the origin line."""
     parts = [ztable, letters(rows, reading)]
-    if "quality" in res:
-        parts.append(quality.format_quality(res["quality"], res["classes"]))
+    if "quality" in res:       # results from before the fit was kept: the factor oracle's, from the counts
+        fit = res["quality"].get("fit") or ("u" in res.get("readable", {}) or None) and quality.oracle_fit(
+            res["readable"], res["rare"])
+        parts.append(quality.format_quality({**res["quality"], "fit": fit}, res["classes"], res["rare"]))
     return "\n\n".join(parts) + "\n" + origin(res)

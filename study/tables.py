@@ -17,7 +17,8 @@ import sys
 import numpy as np
 
 import data
-from study.readings import BASELINE_DEV, FACTOR_CONFIDENT, MIN_N, READ_KEYS, Reading, summary_letter
+from study.readings import (BASELINE_DEV, CONFIDENT, FACTOR_CONFIDENT, MIN_N, READ_KEYS, SUFFIX, UNFIT,
+                            Reading, summary_letter)
 
 MODEL_ORDER = ("VAE", "GAN", "GAN-SD", "DM")      # column order of Tables 1-4
 MNIST_CLASSES = data.MNIST_CLASSES
@@ -26,8 +27,11 @@ NOTE_Z = "bold / *: the RGF is learned (L: p > 0.05 with at least min-n samples,
 LETTERS = {"L": "learned", "M": "memorised", "?": "significant in the other direction", "-": "z undefined",
            "n": "too few samples (n_u or n_r below min-n; never counted as L)",
            "b": "broken baseline (|P_u - 0.5| above the baseline threshold; never L or M)",
+           "u": "unfit (the D_r model draws its rare digit with the factor in under the unfit threshold of its "
+                "samples, though every rare digit of D_r has it; never L or M)",
            "i": "inconclusive (neither shown equivalent nor shown to differ)",
-           "x": "no readable counts in the result (made before that reading existed)"}
+           "x": "no counts for this reading in the result (colour has no morphometric reading; or made before "
+                "the reading existed)"}
 
 
 def fmt(v, spec=".2f"):
@@ -97,7 +101,7 @@ def summarise(cell_rows, reading=Reading()):
     """{key: {seed: z-table rows}} -> per cell and class: the mean and spread (sample sd) of the finite z
     over seeds, the Table 4 letter of every seed under the reading's summary rule, and the D_u and D_r
     counts."""
-    sfx = "_read" if reading.summary == "readable" else ""    # z and counts of the readable reading
+    sfx = SUFFIX.get(reading.summary, "")     # z and counts of the readable, calibrated or morphometric reading
     agg = {}
     for key, seeds in cell_rows.items():
         per = [seeds[s] for s in sorted(seeds)]
@@ -112,6 +116,35 @@ def summarise(cell_rows, reading=Reading()):
                          **{k: [r[i].get(k + sfx, 0) for r in per] for k in ("k_u", "n_u", "k_r", "n_r")}})
         agg[key] = {"seeds": sorted(seeds), "rows": rows}
     return agg
+
+
+def format_rows(rows, title="", confidence=CONFIDENT):
+    """A z-table as aligned text (the per-model view of Tables 1-3): all samples (the paper's reading and
+    ours, with the TOST p-value and the equivalence reading), then, when the rows carry them, the readable
+    reading on the samples the label oracle reads with p > confidence ('), the calibrated test on those
+    samples (cal) and the morphometric reading (*)."""
+    read, cal, morph = ("verdict" + SUFFIX[k] in rows[0] for k in ("readable", "calibrated", "morphometric"))
+    head = ["class", "n_u", "P_u", "n_r", "P_r", "z", "p", "h", "verdict", "p_eq", "eq"]
+    head += ["|", "n_u'", "P_u'", "n_r'", "P_r'", "z'", "p'", "read"] if read else []
+    head += ["|", "z_cal", "cal"] if cal else []
+    head += ["|", "P_u*", "P_r*", "z*", "morph"] if morph else []
+    body = []
+    for r in rows:
+        line = [str(r["name"]), str(r["n_u"]), fmt(r["P_u"], ".3f"), str(r["n_r"]), fmt(r["P_r"], ".3f"),
+                fmt(r["z"]), fmt(r["p_adj"], ".3g"), fmt(r["h"]), r["verdict"], fmt(r.get("p_eq"), ".3g"),
+                r.get("eq", "")]
+        if read:
+            line += ["|", str(r["n_u_read"]), fmt(r["P_u_read"], ".3f"), str(r["n_r_read"]),
+                     fmt(r["P_r_read"], ".3f"), fmt(r["z_read"]), fmt(r["p_adj_read"], ".3g"), r["verdict_read"]]
+        line += ["|", fmt(r["z_cal"]), r["verdict_cal"]] if cal else []
+        line += ["|", fmt(r["P_u_morph"], ".3f"), fmt(r["P_r_morph"], ".3f"), fmt(r["z_morph"]),
+                 r["verdict_morph"]] if morph else []
+        body.append(line)
+    legend = (f"\nleft: all samples; ('): the readable reading, samples the label oracle reads with p > "
+              f"{confidence:g}" if read else "") + ("; cal: those samples, the calibrated test (training "
+              "noise counted)" if cal else "") + ("; *: the morphometric call of the stroke, calibrated "
+              "test" if morph else "")
+    return (title + "\n" if title else "") + data.text_grid(head, body) + legend
 
 
 # --------------------------------------------------------------------------- Tables 1-4, C.3, C.4
@@ -164,7 +197,7 @@ def _table4(agg, groups, how):
                 cols.append([[c["rows"][i]["verdicts"] if c else "n/a" for c in cells] for i in range(11)])
     body = [[[(n, False)]] + [[(v, False) for v in col[i]] for col in cols]
             for i, n in enumerate(MNIST_CLASSES + ("all",))]
-    for sym in ("L", "?", "-", "n", "b", "i", "x"):
+    for sym in ("L", "?", "-", "n", "b", "u", "i", "x"):
         counts = [[sum(col[i][m].count(sym) for i in range(11)) for m in range(len(col[0]))] for col in cols]
         if sym == "L" or any(map(any, counts)):
             body.append([[("Count" if sym == "L" else f"Count {sym}", False)]]
@@ -224,9 +257,10 @@ def _how(r):
     return ("" if r.test == "one-sample" else f", {r.test} test") + \
         ("" if r.correction == "none" else f", {r.correction} correction") + \
         ("" if r.summary == "ours" else f", {r.summary} summary") + ("" if r.min_n == MIN_N else f", min-n {r.min_n}") + \
-        ("" if r.summary != "readable" else f" (label p > {r.confidence:g}" + (
+        ("" if r.summary not in SUFFIX else f" (label p > {r.confidence:g}" + (
             f", factor p > {FACTOR_CONFIDENT:g}" if r.factor_confident else "") + ")") + \
-        ("" if r.baseline_dev == BASELINE_DEV else f", baseline threshold {r.baseline_dev:g}")
+        ("" if r.baseline_dev == BASELINE_DEV else f", baseline threshold {r.baseline_dev:g}") + \
+        ("" if r.unfit == UNFIT else ", unfit rule off" if r.unfit is None else f", unfit threshold {r.unfit:g}")
 
 
 def tables(agg, reading=Reading()):
@@ -281,7 +315,7 @@ def export(results, rows, tabs, agg, out_dir, reading=Reading()):
     data.save_json({**reading._asdict(), "tables": plain, "cells": cells}, os.path.join(out_dir, "tables.json"))
     keys = ["model", "dataset", "factor", "rare", "p_in", "p_out", "seed", "class", "n_u", "k_u", "P_u",
             "n_r", "k_r", "P_r", "z", "p", "p_adj", "h", "verdict", "p_eq", "eq"] + \
-        [f"{k}_read" for k in READ_KEYS] + ["file"]
+        [k + sfx for sfx in SUFFIX.values() for k in READ_KEYS] + ["file"]
     flat = [data.json_safe({k: {**res, **r}.get(k, "") for k in keys}) for res, rs in zip(results, rows) for r in rs]
     data.save_csv(flat, os.path.join(out_dir, "rows.csv"))
     print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+import ztest
 from study import calibration
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,8 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _result(seed, n, k, model="gan", factor="colour", rare=1):
     """A result.json as far as the null check reads it: the D_u model's counts, all and readable."""
     table = {"n": list(n), "k": list(k)}
-    return {"run_name": model, "factor": factor, "rare": rare, "seed": seed, "data_seed": 0,
-            "counts": {"u": table}, "readable": {"u": {"0.9": table}}}
+    return {"run_name": model, "model": model.upper(), "factor": factor, "rare": rare, "seed": seed,
+            "data_seed": 0, "classes": [str(c) for c in range(len(table["n"]))], "counts": {"u": table},
+            "readable": {"u": {"0.9": table}}}
 
 
 def _noisy_models(tau, seeds, rng, n=1000, classes=200):
@@ -82,3 +84,72 @@ def test_the_command_line_refuses_a_folder_without_null_pairs(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         calibration.main([str(tmp_path)])
     assert e.value.code == 2 and "two --seed values" in capsys.readouterr().err
+
+
+# --- the null check under every reading of the tables (ztest.py --null-check) -----------------------
+def _rates(letters):
+    """{reading: share of classes not L} over every pair, "x" (no counts for the reading) left out."""
+    out = {}
+    for (how, _, _), v in letters.items():
+        kept = [x for x in v if x != "x"]
+        bad, n = out.get(how, (0, 0))
+        out[how] = (bad + len(kept) - kept.count("L"), n + len(kept))
+    return {how: bad / n for how, (bad, n) in out.items() if n}
+
+
+def test_a_synthetic_null_pair_reads_l_everywhere_when_the_seeds_agree():
+    same = [_result(s, [1000] * 10, [500] * 10) for s in (0, 1)]
+    rates = _rates(ztest.null_check(same))
+    assert set(rates) >= {"ours", "paper", "equivalence", "readable", "calibrated"}
+    assert all(r == 0.0 for r in rates.values()), rates
+    text = calibration.format_null_letters(ztest.null_check(same))
+    assert "GAN/colour" in text and "0/10" in text and "\nmorphometric " not in text   # no morphometric counts
+
+
+def test_the_null_check_over_rejects_with_eq1_and_not_with_the_calibrated_reading():
+    """Training noise of sd 0.05 on 1,000 samples a class, two factors with three seeds each: eq. 1 (ours,
+    paper) calls most null classes significant; the calibrated reading, its tau^2 left out by factor,
+    about the nominal 5%."""
+    rng = np.random.default_rng(2)
+    results = _noisy_models(0.05, 3, rng) + [dict(r, factor="thin") for r in _noisy_models(0.05, 3, rng)]
+    rates = _rates(ztest.null_check(results))
+    assert rates["ours"] > 0.5 and rates["paper"] > 0.5
+    assert rates["calibrated"] < 0.09
+
+
+def test_a_d_u_only_run_reads_as_a_null_pair(tmp_path):
+    """du.json, what --stage u leaves, is the D_u half of a result: two seeds of it make a null pair."""
+    import json
+    args = {"dataset": "mnist", "factor": "thin", "seed": 0, "data_seed": 0, "samples": 100, "oracles": "robust"}
+    table = {"n": [10] * 10, "k": [5] * 10}
+    for seed in (0, 1):
+        rec = calibration.du_record({**args, "seed": seed}, "VAE", "vae", table, {"0.9": table})
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "du.json").write_text(json.dumps(rec))
+    results = calibration.load([str(tmp_path)])
+    assert [r["format"] for r in results] == [calibration.DU_FORMAT] * 2
+    pairs = calibration.null_results(results)
+    assert len(pairs) == 1 and pairs[0]["model"] == "VAE" and pairs[0]["seed"] == (0, 1)
+    assert _rates(ztest.null_check(results))["ours"] == 1.0    # 10 samples a class: "n", never L
+
+
+def test_the_committed_null_check_under_the_calibrated_reading_is_near_nominal():
+    """The committed quick study, every null pair: eq. 1 as we read it (ours) 39 of 140 classes not L;
+    the calibrated reading, tau^2 left out by factor, at most 7%."""
+    results = calibration.load([os.path.join(REPO, "results", "quick")])
+    letters = ztest.null_check(results)
+    rates = _rates(letters)
+    assert rates["calibrated"] <= 0.07, rates
+    if len(calibration.null_pairs(results)) == 14:
+        assert sum(len(v) - v.count("L") for k, v in letters.items() if k[0] == "ours") == 39
+
+
+def test_the_calibrated_reading_keeps_the_colour_rare_digit_memorised():
+    """Calibrating the test does not kill its power: in every committed colour cell of the GAN, the
+    GAN-SD and the DM, the rare digit is still M under the calibrated reading."""
+    results = [r for r in calibration.load([os.path.join(REPO, "results", "quick")])
+               if r["factor"] == "colour" and r["model"] in ("GAN", "GAN-SD", "DM") and "rows" in r]
+    assert len(results) >= 18
+    for res in results:
+        row = ztest.result_rows(res)[res["rare"]]
+        assert row["verdict_cal"] == "M", (res["model"], res["rare"], res["seed"], row["z_cal"], row["P_r_cal"])

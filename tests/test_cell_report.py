@@ -49,11 +49,11 @@ def test_cell_report_reprints_the_runs_own_z_table_and_quality_report(smoke_run,
         "the z-table differs from the one the run printed"
     quality, origin = rest.strip().rsplit("\n", 1)
     assert quality.startswith("sample quality:") and quality in printed, "the quality report differs"
-    # the letters under every reading: one row per class and Total, four readings
+    # the letters under every reading: one row per class and Total, six readings
     lines = letters.splitlines()
-    assert lines[1].split() == ["class", "ours", "paper's", "equivalence", "readable"]
+    assert lines[1].split() == ["class", "ours", "paper's", "equivalence", "readable", "calibrated", "morphometric"]
     assert [ln.split()[0] for ln in lines[3:]] == [str(d) for d in range(10)] + ["Total"]
-    assert all(len(ln.split()) == 5 for ln in lines[3:])
+    assert all(len(ln.split()) == 7 for ln in lines[3:]) and all(ln.split()[-1] == "x" for ln in lines[3:])
     res = json.loads(path.read_text())
     assert [ln.split()[1] for ln in lines[3:]] == [r["verdict"] for r in res["rows"]]
     assert origin.startswith("made ") and (res["provenance"]["cpu"] in origin)

@@ -223,8 +223,11 @@ def test_skew_and_data_seed_in_the_folder_name(fakes, tmp_path):
 def test_stages(fakes, tmp_path):
     assert run(["--stage", "u", "--epochs", "1"], tmp_path) is None
     assert CALLS["train"] == 1 and not (tmp_path / "tiny/colour-rare1-seed0").exists()
+    du = json.loads((tmp_path / "tiny/colour-balanced-seed0/du.json").read_text())   # the null check's input
     res = run(["--stage", "r", "--epochs", "1"], tmp_path)
     assert CALLS["train"] == 2 and res["rows"][-1]["n_r"] == 60
+    assert du["format"] == "rgf-du/1" and du["counts"]["u"] == res["counts"]["u"]
+    assert du["readable"]["u"] == res["readable"]["u"] and (du["seed"], du["run_name"]) == (0, "tiny")
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fakes, tmp_path, capsys):
@@ -306,6 +309,23 @@ def test_end_to_end_with_data_py_and_smoke_oracles(small_mnist_root, cache_dir, 
     assert res["history"]["u"][0]["val_mean"] > 0          # the balanced validation digits were loaded
     saved = json.loads((tmp_path / "tiny/colour-rare1-seed0/config.json").read_text())
     assert saved["images"] == 270 and saved["config"]["subset"] == 300   # 300 digits minus the 10% hold-out
+
+
+def test_a_stroke_run_saves_the_calibrated_and_the_morphometric_readings(small_mnist_root, cache_dir, tmp_path):
+    """A new run's result.json carries what the calibrated and the morphometric readings need: the tau^2
+    it was read with, the morphometric counts, measures and ends, and the rare digit's fit in the
+    quality report; its rows carry both readings."""
+    args = parse(["--smoke", "--factor", "thick", "--data-root", small_mnist_root, "--cache-dir", cache_dir,
+                  "--samples", "50"], tmp_path)
+    main(args)
+    res = json.loads((tmp_path / "tiny/thick-rare1-seed0/result.json").read_text())
+    assert res["tau2"] == ztest.readings.TAU2
+    morph = res["morphometric"]
+    assert morph["format"] == "rgf-morpho/1" and morph["main"] == "thickness" and morph["rare"] == 1
+    assert set(morph["counts"]) == {"u", "r"} and len(morph["ends"]["plain"]["mean"]) == 10
+    assert {"fit_u", "fit_r", "tie", "measure"} <= set(res["quality"]["fit"])
+    rows = ztest.result_rows(res)
+    assert all("verdict_cal" in r and "verdict_morph" in r for r in rows)
 
 
 def test_written_files_have_the_usual_permissions(fakes, tmp_path):

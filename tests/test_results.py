@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = os.path.join("results", "quick")
 # committed folder -> the ztest.py options that made it (README: "The committed tables")
 READINGS = {"tables": [], "tables-readable": ["--summary", "readable"], "tables-equivalence": ["--summary", "equivalence"],
-            "tables-paper": ["--summary", "paper", "--min-n", "0"],
+            "tables-paper": ["--summary", "paper", "--min-n", "0"], "tables-calibrated": ["--summary", "calibrated"],
             "compare": ["--paper", os.path.join("results", "paper", "paper-cells.csv")],
             "compare-readable": ["--summary", "readable", "--paper", os.path.join("results", "paper", "paper-cells.csv")]}
 

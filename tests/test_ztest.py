@@ -175,18 +175,21 @@ def test_tables_1_2_4_from_result_files(tmp_path, capsys):
     assert "Table 1: z-scores, RGF in digit 1" in out and "Table 2: z-scores, RGF in digit 2" in out
     assert "z-scores, RGF in digit 3, p_in 0.9, p_out 0" in out and "Table 4" in out
     assert "colour (VAE / GAN / GAN-SD / DM)" in out               # the paper's column order
-    # digit 1 row: VAE learned (z = 0, bold/*), the others: (0.9 - 0.5) / 0.05 = 8.00
+    # digit 1 row: the VAE's D_r 1s are green as often as its D_u 1s (z = 0), though every 1 of D_r is:
+    # unfit ("u"), not learned, so not bold; the others: (0.9 - 0.5) / 0.05 = 8.00
     line = next(x for x in out.splitlines() if x.strip().startswith("1 ") and "8.00" in x)
-    assert "0.00* / 8.00 / 8.00 / 8.00" in line
+    assert "0.00 / 8.00 / 8.00 / 8.00" in line
     md = (tmp_path / "results/tables.md").read_text()
-    assert "**0.00** / 8.00 / 8.00 / 8.00" in md
-    assert r"\textbf{0.00} / 8.00" in (tmp_path / "results/tables.tex").read_text()
+    assert "| 1 | 0.00 / 8.00 / 8.00 / 8.00 |" in md and "| 0 | **0.00** / -9.80" in md   # digit 0: learned
+    assert r"\textbf{0.00} / -9.80" in (tmp_path / "results/tables.tex").read_text()
     t4 = list(csv.reader(io.StringIO((tmp_path / "results/table4.csv").read_text())))
     assert t4[0] == ["digit", "colour (k=1)", "thin (k=2)", "thin (k=3, 0.9/0)"]
-    assert t4[1] == ["0", "L / M / M / M", "M", "M"] and t4[-2] == ["Count", "11 / 0 / 0 / 0", "0", "0"]
-    # MEM puts the factor on digit 1; for rare digits 2 and 3 that is significant the "wrong" way: '?'
-    assert t4[-1] == ["Count ?", "0 / 0 / 0 / 0", "2", "2"]
-    assert "A total of 11 cases were learned out of 66." in out  # 4 + 1 + 1 columns x 11 rows
+    assert t4[1] == ["0", "L / M / M / M", "M", "M"] and t4[2][1] == "u / M / M / M"
+    assert t4[-3] == ["Count", "10 / 0 / 0 / 0", "0", "0"]
+    # MEM puts the factor on digit 1: for rare digits 2 and 3 that is significant the "wrong" way ('?'),
+    # and their own P_r of 0.01 is a rare digit unfit ('u')
+    assert t4[-2] == ["Count ?", "0 / 0 / 0 / 0", "1", "1"] and t4[-1] == ["Count u", "1 / 0 / 0 / 0", "1", "1"]
+    assert "A total of 10 cases were learned out of 66." in out  # 4 + 1 + 1 columns x 11 rows
     rows = (tmp_path / "results/rows.csv").read_text().splitlines()
     assert len(rows) == 1 + 6 * 11 and rows[0].startswith("model,dataset,factor,rare,p_in,p_out,seed,class")
     saved = json.loads((tmp_path / "results/tables.json").read_text())
@@ -196,7 +199,7 @@ def test_tables_1_2_4_from_result_files(tmp_path, capsys):
 def test_seeds_are_aggregated_per_cell(tmp_path, capsys):
     shifted = _counts([100] * 10, [50] * 10, [100] * 10, [40, 70, 50, 50, 50, 50, 50, 50, 50, 50])
     files = [_result(tmp_path, "GAN", "colour", 1, s, c) for s, c in ((0, MEM), (1, LEARN), (2, shifted))]
-    ztest.main([str(f) for f in files])
+    ztest.main([str(f) for f in files] + ["--unfit", "0"])      # the paper's letters for the rare digit
     out = capsys.readouterr().out
     # digit 1 z per seed: 8.0, 0.0, (0.7 - 0.5) / 0.05 = 4.0 -> mean 4.00, sd 4.00; one seed of three is L
     assert "4.00±4.00 (1/3 L)" in out
@@ -288,12 +291,13 @@ def test_audit_any_generator(tmp_path, capsys, monkeypatch):
 def test_too_few_samples_is_never_learned():
     # class 0: 10 samples each, identical shares: eq. 1 gives p = 1 (L under the paper's rule)
     counts = _counts([10] + [100] * 9, [5] + [50] * 9)
-    theirs = ztest.rows_from_counts(counts, 1, CLASSES, min_n=0)
-    ours = ztest.rows_from_counts(counts, 1, CLASSES)
+    theirs = ztest.rows_from_counts(counts, 1, CLASSES, min_n=0, unfit=None)
+    ours = ztest.rows_from_counts(counts, 1, CLASSES, unfit=None)      # (the rare digit is not the point here)
     assert theirs[0]["verdict"] == "L" and ours[0]["verdict"] == "n" and ours[0]["p"] == theirs[0]["p"]
     assert [r["verdict"] for r in ours[1:]] == [r["verdict"] for r in theirs[1:]] == ["L"] * 10
     # the threshold is "n_u or n_r below min-n": 29 in D_r alone is enough
-    few_r = ztest.rows_from_counts(_counts([100] * 10, [50] * 10, [29] + [100] * 9, [14] + [50] * 9), 1, CLASSES)
+    few_r = ztest.rows_from_counts(_counts([100] * 10, [50] * 10, [29] + [100] * 9, [14] + [50] * 9), 1, CLASSES,
+                                   unfit=None)
     assert few_r[0]["verdict"] == "n" and few_r[1]["verdict"] == "L"
     for how in readings.SUMMARIES:
         assert readings.summary_letter(ours[0], how) != "L"
@@ -468,7 +472,7 @@ def test_readable_reading_on_synthetic_counts_with_a_known_answer():
     assert readable["u"]["0.5"]["n"] == [60] * 10             # p 0.5 is not > 0.5: the unreadable ones go
     assert readable["u"]["0.9+f"]["n"][1] == 50 and readable["u"]["0.9+f"]["k"][1] == 20
     res = {"rare": 1, "classes": list(CLASSES), "counts": counts, "readable": readable}
-    one = ztest.result_rows(res)[1]
+    one = ztest.result_rows(res, readings.Reading(unfit=None))[1]     # (the unfit rule is tested on its own)
     # all samples: P_u = 0.5, P_r = 0.5, z = 0: learned, as the paper's reading says
     assert one["P_r"] == 0.5 and one["z"] == 0 and one["verdict"] == "L"
     # readable: P_u' = 30/60, P_r' = 40/40: z' = 0.5 / sqrt(0.25 / 40) = 6.3246, memorised
@@ -492,8 +496,8 @@ def test_readable_summary_renders_table_4(tmp_path, capsys):
            "classes": list(CLASSES), "counts": {w: ztest.count_classes(case[w][0], case[w][1], 10) for w in case},
            "readable": {w: ztest.readable_counts(*case[w], 10) for w in case}}
     data.save_json(res, tmp_path / "runs/vae/result.json")
-    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "ours")])
-    ztest.main([str(tmp_path / "runs"), "--summary", "readable", "--out-dir", str(tmp_path / "read")])
+    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "ours"), "--unfit", "0"])
+    ztest.main([str(tmp_path / "runs"), "--summary", "readable", "--out-dir", str(tmp_path / "read"), "--unfit", "0"])
     ours = list(csv.reader(io.StringIO((tmp_path / "ours/table4.csv").read_text())))
     read = list(csv.reader(io.StringIO((tmp_path / "read/table4.csv").read_text())))
     assert ours[2] == ["1", "L"] and read[2] == ["1", "M"] and read[1] == ["0", "M"]
@@ -639,3 +643,46 @@ def test_sample_grid_is_small_enough_to_commit(tmp_path):
     models = [("VAE", "vae"), ("GAN", "gan"), ("GAN-SD", "gan-sd"), ("DM", "ddpm")]
     assert figures.plot_samples(str(tmp_path), models, "colour", 1, 0, str(path)) == ["VAE", "GAN", "GAN-SD", "DM"]
     assert 5_000 < path.stat().st_size <= 150_000               # README: committed figures are <= 150 KB
+
+
+# --- the unfit letter and the calibrated test ------------------------------------------------------
+def test_an_unfit_rare_digit_reads_u_and_a_fitted_one_is_judged_by_the_test():
+    """The rare digit of a D_r model drawing the factor in under UNFIT of its samples reads "u" (it did
+    not fit its data), whatever its z; the other classes and the Total row never do."""
+    unfit = _counts([500] * 10, [250] * 10, [500] * 10, [250, 275] + [250] * 8)    # rare 1: P_r 0.55
+    rows = ztest.rows_from_counts(unfit, 1, CLASSES)
+    assert rows[1]["P_r"] == 0.55 < readings.UNFIT and rows[1]["verdict"] == "u"
+    assert rows[-1]["verdict"] != "u" and all(r["verdict"] == "L" for r in rows[2:10])
+    assert ztest.rows_from_counts(unfit, 1, CLASSES, unfit=None)[1]["verdict"] == "M"     # z = 2.24 without it
+    fitted = _counts([500] * 10, [250] * 10, [500] * 10, [250, 450] + [250] * 8)   # P_r 0.9
+    assert ztest.rows_from_counts(fitted, 1, CLASSES)[1]["verdict"] == "M"
+    low = _counts([500] * 10, [250] * 10, [500] * 10, [250, 100] + [250] * 8)      # P_r 0.2 < P_u: "?" before
+    assert ztest.rows_from_counts(low, 1, CLASSES)[1]["verdict"] == "u"
+    assert ztest.rows_from_counts(low, 1, CLASSES, unfit=None)[1]["verdict"] == "?"
+
+
+def test_the_calibrated_test_adds_the_training_noise_to_the_two_sample_variance():
+    k_r, n_r, k_u, n_u, tau2 = 330, 500, 250, 500, 0.0004
+    p = (k_r + k_u) / (n_r + n_u)
+    expect = (0.66 - 0.5) / math.sqrt(p * (1 - p) * (2 / 500) + 2 * tau2)
+    assert readings.z_two_sample(k_r, n_r, k_u, n_u, tau2) == pytest.approx(expect)
+    assert readings.z_two_sample(k_r, n_r, k_u, n_u) > readings.z_two_sample(k_r, n_r, k_u, n_u, tau2)
+    counts = _counts([500] * 10, [250] * 10, [500] * 10, [250] * 9 + [285])
+    two = ztest.rows_from_counts(counts, 1, CLASSES, test="two-sample")[9]
+    cal = ztest.rows_from_counts(counts, 1, CLASSES, test="calibrated", tau2=tau2)[9]
+    assert two["verdict"] == "?" and cal["verdict"] == "L" and abs(cal["z"]) < abs(two["z"])
+    assert cal["p_eq"] > two["p_eq"]        # the equivalence test gets wider too
+    assert ztest.rows_from_counts(counts, 1, CLASSES, test="calibrated", tau2=0.0)[9]["z"] == pytest.approx(two["z"])
+
+
+def test_result_rows_carry_the_calibrated_reading_and_x_without_its_counts():
+    res = {"rare": 1, "classes": list(CLASSES), "counts": _counts([500] * 10, [250] * 10, [500] * 10, [250, 450] + [250] * 8)}
+    rows = ztest.result_rows(res)
+    assert "verdict_cal" not in rows[0] and readings.summary_letter(rows[1], "calibrated") == "x"
+    res["readable"] = {w: {"0.9": res["counts"][w]} for w in ("u", "r")}
+    rows = ztest.result_rows(res)
+    z = readings.z_two_sample(450, 500, 250, 500, readings.TAU2["readable"])
+    assert rows[1]["z_cal"] == pytest.approx(z) and readings.summary_letter(rows[1], "calibrated") == "M"
+    assert readings.summary_letter(rows[1], "morphometric") == "x"        # colour: no morphometric counts
+    res["tau2"] = {"readable": 0.01}                                        # a result's own tau^2 wins
+    assert ztest.result_rows(res)[1]["z_cal"] == pytest.approx(readings.z_two_sample(450, 500, 250, 500, 0.01))
