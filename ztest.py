@@ -40,11 +40,9 @@ def z_score(p_r, p_u, n):
     """Eq. 1: z = (P_r - P_u) / sqrt(P_u (1 - P_u) / n), the one-sample z-test of P_r against P_u.
 
     P_u, P_r: proportion of samples with f = 1 within class c, from the models trained on D_u and D_r.
-    n: the paper writes M; we use the number of D_r samples that the label oracle assigns to class c,
-    which is the sample size P_r is measured on (Table 3 shows it: the Volkswagen row has n = black +
-    white). The Total row uses all M samples. Returns NaN (shown as "-") when z is undefined: P_u of 0
-    or 1, or n = 0. Never inf. Bad input raises ValueError naming the value.
-    """
+    n: the paper writes M; it is the class count, the D_r samples the label oracle assigns to class c
+    (section 6.1's P_r 0.87 against P_u 0.35 with z = 17.05 needs n ~ 245 of M = 1000; docs/readings.md).
+    The Total row uses all M. NaN ("-") when z is undefined: P_u of 0 or 1, or n = 0; never inf."""
     p_r, p_u, n = check_prop("p_r", p_r), check_prop("p_u", p_u), check_count("n", n)
     if n == 0 or p_u in (0.0, 1.0):
         return math.nan
@@ -98,12 +96,13 @@ def readable_counts(y, f, p_label, p_factor, n_classes):
 
 
 def rows_from_counts(counts, rare, classes, test="one-sample", correction="none", alpha=ALPHA, min_n=MIN_N,
-                     margin=MARGIN, baseline_dev=BASELINE_DEV, tau2=0.0, unfit=UNFIT):
+                     margin=MARGIN, baseline_dev=BASELINE_DEV, tau2=0.0, unfit=UNFIT, fit=None):
     """The z-table from per-class counts {"u": {"n", "k"}, "r": {"n", "k"}}: one row per class plus
     Total, each with n, k, P for D_u and D_r, z, p, p_adj (corrected over the class rows; Total keeps its
     own p), Cohen's h, the verdict (taken on p_adj; "n" below min_n samples, "b" where |P_u - 0.5| >
     baseline_dev, "u" where the rare digit's P_r < unfit; None switches those off), the TOST p-value p_eq
-    and the equivalence reading eq (readings.summary_letter). tau2: the calibrated test's training noise."""
+    and the equivalence reading eq (readings.summary_letter). tau2: the calibrated test's training noise;
+    fit: the rare digit's measured fit (study/morphometry.py), which decides "u" in place of P_r."""
     nu, ku, nr, kr = readings.checked_counts(counts, rare, classes, test, correction, alpha, min_n, baseline_dev)
     rows = []
     for c, name in list(enumerate(classes)) + [(None, "Total")]:
@@ -124,7 +123,8 @@ def rows_from_counts(counts, rare, classes, test="one-sample", correction="none"
     for r, pa in zip(rows, list(adj) + [rows[-1]["p"]]):
         r["p_adj"] = float(pa)
         r["verdict"] = verdict(r["z"], r["p_adj"], None if r["class"] == "Total" else r["class"], rare, alpha,
-                               min(r["n_u"], r["n_r"]), min_n, r["P_u"], baseline_dev, r["P_r"], unfit)
+                               min(r["n_u"], r["n_r"]), min_n, r["P_u"], baseline_dev,
+                               r["P_r"] if fit is None else fit, unfit)
         r["eq"] = summary_letter(r, "equivalence", alpha, min_n)
     return rows
 
@@ -142,11 +142,12 @@ def result_rows(res, reading=Reading()):
     """A result's z-table, recomputed from its counts so that any reading applies; each row also carries
     the readings on the readable samples (n_u_read ... verdict_read; z_cal ... verdict_cal, the calibrated
     test; z_morph ... verdict_morph, the morphometric call) when the result holds their counts."""
-    r, tau = reading, {**readings.TAU2, **(res.get("tau2") or {})}
+    r, tau = reading, {**readings.TAU2, **(res.get("tau2_held_out") or {})}
     opts = (res["rare"], res["classes"], r.test, r.correction, r.alpha, r.min_n, r.margin, r.baseline_dev)
-    rows = rows_from_counts(res["counts"], *opts, tau2=tau["all"], unfit=r.unfit)
+    fit = morphometry.rare_fit(res)      # a stroke factor's measured fit decides "u" in every reading
+    rows = rows_from_counts(res["counts"], *opts, tau2=tau["all"], unfit=r.unfit, fit=fit)
     for sfx, counts, test, tau2 in readings.extra_readings(res, r):
-        for row, rd in zip(rows, rows_from_counts(counts, *opts[:2], test, *opts[3:], tau2=tau2, unfit=r.unfit)):
+        for row, rd in zip(rows, rows_from_counts(counts, *opts[:2], test, *opts[3:], tau2, r.unfit, fit)):
             row.update({k + sfx: rd[k] for k in readings.READ_KEYS})
     return rows
 

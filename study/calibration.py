@@ -9,7 +9,7 @@ The share of classes that come out otherwise is the reading's false-positive rat
 The calibrated reading adds the training noise to the test: a two-sample z whose variance is the
 binomial variance of both proportions plus 2 tau^2, where tau^2 is the between-seed variance of a class's
 factor share P, pooled over every null pair (method of moments: E[(P_s - P_s')^2] = 2 tau^2 + binomial).
-With one seed a cell borrows the pooled tau^2 of the committed results (TAU2 below); the null check
+With one seed a cell borrows the pooled tau^2 of the committed results (readings.TAU2); the null check
 measures that correction on pairs left out of the estimate (leave one factor out).
 
     python -m study.calibration results/quick          # tau^2 per reading, and the tests' null rates
@@ -147,7 +147,7 @@ def null_results(results):
         held = {r: tau2([p for p in pairs if p[1] != factor], r) for r in READINGS}
         res = {"model": ta["model"], "run_name": model, "factor": factor, "dataset": "mnist", "rare": 0,
                "classes": ta["classes"], "seed": (a, b), "counts": {"u": ta["counts"], "r": tb["counts"]},
-               "tau2": {r: t for r, t in held.items() if t is not None}}
+               "tau2_held_out": {r: t for r, t in held.items() if t is not None}}
         if ta["readable"] and tb["readable"]:
             res["readable"] = {"u": ta["readable"], "r": tb["readable"]}
         if ta["morph"] and tb["morph"]:

@@ -29,9 +29,9 @@ FACTOR_CONFIDENT = 0.9
 UNFIT = 0.6            # ours: the rare digit of a D_r model that carries the factor in under 60% of its samples
                        # did not fit its data (every rare digit of D_r has it): letter "u" (docs/readings.md)
 # The calibrated test's training noise: tau^2, the between-seed variance of a class's factor share P,
-# pooled over every null pair of results/quick (14 pairs, 140 classes) on all samples and on the readable
+# pooled over every null pair of results/quick (17 pairs, 170 classes) on all samples and on the readable
 # ones; `python -m study.calibration results/quick` measures it again (docs/readings.md).
-TAU2 = {"all": 0.000218, "readable": 0.000440}
+TAU2 = {"all": 0.000312, "readable": 0.000555}
 SUMMARIES = ("ours", "paper", "equivalence", "readable", "calibrated", "morphometric")   # Table 4's rules
 SUFFIX = {"readable": "_read", "calibrated": "_cal", "morphometric": "_morph"}   # their row keys (result_rows)
 # How result files are read into tables: the test, the correction, alpha, the minimum count, the
@@ -225,9 +225,10 @@ def counts_of(res, reading):
 def extra_readings(res, reading):
     """The readings a result's rows carry beside the one on all samples: [(row-key suffix, counts, test,
     tau^2)] for the readable reading (the reading's own test), the calibrated one and, on a stroke
-    factor, the morphometric one (study/morphometry.py), each on the readable samples. tau^2 is the
-    result's own (a null pair's left-out estimate) or TAU2."""
-    read, tau = counts_of(res, reading), {**TAU2, **(res.get("tau2") or {})}
+    factor, the morphometric one (study/morphometry.py), each on the readable samples. tau^2 is TAU2,
+    the current pooled estimate, for every cell alike (a result.json's "tau2" records the one its run
+    was made with), or a null pair's estimate with its own factor left out ("tau2_held_out")."""
+    read, tau = counts_of(res, reading), {**TAU2, **(res.get("tau2_held_out") or {})}
     out = [("_read", read, reading.test, tau["readable"]), ("_cal", read, "calibrated", tau["readable"])]
     morph = (res.get("morphometric") or {}).get("counts")
     out.append(("_morph", morph, "calibrated", tau["readable"]))

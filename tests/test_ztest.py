@@ -684,5 +684,27 @@ def test_result_rows_carry_the_calibrated_reading_and_x_without_its_counts():
     z = readings.z_two_sample(450, 500, 250, 500, readings.TAU2["readable"])
     assert rows[1]["z_cal"] == pytest.approx(z) and readings.summary_letter(rows[1], "calibrated") == "M"
     assert readings.summary_letter(rows[1], "morphometric") == "x"        # colour: no morphometric counts
-    res["tau2"] = {"readable": 0.01}                                        # a result's own tau^2 wins
+    res["tau2"] = {"readable": 0.01}               # the run's record: the tables use the current pooled tau^2
+    assert ztest.result_rows(res)[1]["z_cal"] == pytest.approx(z)
+    res["tau2_held_out"] = {"readable": 0.01}      # a null pair's, its own factor left out of the estimate
     assert ztest.result_rows(res)[1]["z_cal"] == pytest.approx(readings.z_two_sample(450, 500, 250, 500, 0.01))
+
+
+def test_a_stroke_factors_measured_fit_decides_u_in_every_reading():
+    """The DM of thick, rare 1: both calls read its D_r 1s as thick in 0.9 of samples, but their measured
+    thickness sits a third of the way from real plain to real thick 1s. The stroke decides: `u` in every
+    reading; a fit of 0.9 leaves the test to decide (M)."""
+    def stats(mean):
+        return {"n": [0, 200] + [0] * 8, "mean": [None, mean] + [None] * 8, "sd": [None, 1.0] + [None] * 8}
+
+    counts = _counts([500] * 10, [250] * 10, [500] * 10, [250, 450] + [250] * 8)
+    res = {"rare": 1, "classes": list(CLASSES), "counts": counts,
+           "readable": {w: {"0.9": counts[w]} for w in ("u", "r")}}
+    res["morphometric"] = {"main": "thickness", "counts": counts,
+                           "ends": {"plain": stats(3.0), "factor": stats(6.0)},
+                           "measures": {"u": {"thickness": stats(4.5)}, "r": {"thickness": stats(4.0)}}}
+    row = ztest.result_rows(res)[1]
+    assert (row["verdict"], row["verdict_read"], row["verdict_cal"], row["verdict_morph"]) == ("u",) * 4
+    res["morphometric"]["measures"]["r"]["thickness"] = stats(5.7)                    # fit 0.9
+    row = ztest.result_rows(res)[1]
+    assert (row["verdict"], row["verdict_read"], row["verdict_cal"], row["verdict_morph"]) == ("M",) * 4
