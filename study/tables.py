@@ -206,7 +206,7 @@ def _table4(agg, groups, how):
     used = [s for s in LETTERS if s not in "LM" and any(s in v for v in verdicts)]
     return {"slug": "table4", "title": f"Table 4: RGF learning (L) vs. memorization (M){how}", "header": head,
             "rows": body, "note": f"A total of {sum(v.count('L') for v in verdicts)} cases were learned out of "
-                                  f"{sum(map(len, verdicts))}. Cells: one letter per model and seed"
+                                  f"{sum(len(v) - v.count('x') for v in verdicts)}. Cells: one letter per model and seed"
                                   + "".join(f"; {s}: {LETTERS[s]}" for s in used) + "."}
 
 
