@@ -24,6 +24,9 @@ ones) in each model, and the tie (how far the D_r model moved from the D_u model
 
     python -m study.morphometry --validate [--data-root DIR] [--n 2000]   # the call on test digits,
                                                                           # clean and blurred
+    python -m study.morphometry --add runs/ddpm/thick-rare1-seed1         # add the reading to a run
+    python -m study.morphometry --fit runs/ddpm/thick-rare1-seed1 --factor thick --rare 1
+                                                     # one model's fit per class (curves of the fit)
     python -m study.morphometry --add runs/gan/thick-rare1-seed0 [--runs DIR] [--device cpu]
                                           # the reading added to a finished run from its samples.npz
 """
@@ -605,6 +608,33 @@ def add(path, runs=None, device="auto", root=None, cache_dir=None):
     return res
 
 
+def fit_of_samples(folder, factor, rare, device="auto", root=None, cache_dir=None, data_seed=0):
+    """The fit of one model's samples (folder/samples.npz), without a second model: per class, where its
+    readable samples sit between real plain (0) and real factor-bearing (1) digits, with the rare
+    digit's 95% interval. For curves of the fit against training (a D_r model should reach about 1).
+    Returns {"fit": [10], "rare": fit_tie's D_r half, "readable": share of samples read}."""
+    import data
+    import oracles
+    path = os.path.join(folder, "samples.npz")
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file; accepted: a run folder holding samples.npz")
+    with np.load(path) as z:
+        x = z["x"]
+    orc = oracles.load_oracles(factor, "mnist", root=root, cache_dir=cache_dir, device=data.pick_device(device),
+                               data_seed=data_seed)
+    morph = reading(orc, {"u": x, "r": x}, factor, rare, root, cache_dir, data_seed)
+    fits = [fit_tie(morph, c)["fit_r"] for c in range(10)]
+    ft = fit_tie(morph, rare)
+    out = {"fit": fits, "rare": {k: ft[k] for k in ("fit_r", "fit_r_ci", "n_r", "measure")},
+           "readable": sum(morph["counts"]["r"]["n"]) / len(x)}
+    num = lambda v: "-" if v is None else f"{v:.2f}"
+    print(f"{folder}: fit of digit {rare} ({ft['measure']}) {num(ft['fit_r'])} "
+          f"[{num((ft['fit_r_ci'] or [None])[0])}, {num((ft['fit_r_ci'] or [None, None])[1])}] on {ft['n_r']} readable "
+          f"samples; other digits {' '.join(num(v) for c, v in enumerate(fits) if c != rare)}; "
+          f"{out['readable']:.1%} of the samples readable")
+    return out
+
+
 # --- command line --------------------------------------------------------------------------------
 def main(argv=None):
     import data
@@ -614,6 +644,9 @@ def main(argv=None):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--validate", action="store_true", help="the call on held-out test digits")
     g.add_argument("--add", metavar="PATH", help="add the reading to a run: its result.json or D_r folder")
+    g.add_argument("--fit", metavar="DIR", help="the fit of one model's samples (DIR/samples.npz), per class; "
+                   "needs one --factor and --rare")
+    p.add_argument("--rare", type=int, default=1, help="--fit: the rare digit (default: 1)")
     p.add_argument("--runs", default=None, metavar="DIR", help="--add: runs folder to look for moved samples in")
     p.add_argument("--device", default="auto", help="--add: the oracles' device (default: auto)")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/raw (or $RGF_DATA_ROOT)")
@@ -629,8 +662,15 @@ def main(argv=None):
             return add(a.add, a.runs, a.device, a.data_root, a.cache_dir)
         except (ValueError, FileNotFoundError) as e:
             data.fail(str(e))
+    if a.fit:
+        if not a.factor or len(a.factor) > 1 or not 0 <= a.rare <= 9:
+            p.error(f"--fit needs one --factor of {', '.join(STROKE_FACTORS)} and --rare in 0..9")
+        try:
+            return fit_of_samples(a.fit, a.factor[0], a.rare, a.device, a.data_root, a.cache_dir, a.seed)
+        except (ValueError, FileNotFoundError) as e:
+            data.fail(str(e))
     if not a.validate:
-        p.error("nothing to do: pass --validate or --add PATH")
+        p.error("nothing to do: pass --validate, --add PATH or --fit DIR")
     if a.n < 20:
         p.error(f"--n {a.n}: at least 20 digits")
     t0 = time.time()

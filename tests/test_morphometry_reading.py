@@ -303,3 +303,22 @@ def test_add_refuses_bad_input_in_one_line(run, small_mnist_root, cache_dir, cap
     assert len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err
     if spoil in (_no_samples, _wrong_m):                 # result.json is left as it was
         assert "morphometric" not in json.load(open(folders["r"] / "result.json"))
+
+
+def test_fit_of_one_models_samples(run, small_mnist_root, cache_dir, capsys):
+    """--fit: one model's samples alone; the D_r-like run folder's thick 1s sit near real thick 1s, its
+    other (plain) digits near real plain ones; a folder without samples is one line and exit 2."""
+    runs, folders, _ = run
+    out = mm.fit_of_samples(str(folders["r"]), "thick", 1, "cpu", small_mnist_root, cache_dir)
+    assert out["rare"]["fit_r"] > 0.6 and out["rare"]["measure"] == "thickness"
+    others = [v for c, v in enumerate(out["fit"]) if c != 1 and v is not None]
+    assert others and max(others) < 0.5 and 0 < out["readable"] <= 1
+    assert "fit of digit 1 (thickness)" in capsys.readouterr().out
+    code, err = _add_like(["--fit", str(runs / "nothing"), "--factor", "thick"], small_mnist_root, cache_dir, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "samples.npz" in err
+
+
+def _add_like(args, small_mnist_root, cache_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        mm.main([*args, "--data-root", small_mnist_root, "--cache-dir", cache_dir])
+    return e.value.code, capsys.readouterr().err
