@@ -240,6 +240,11 @@ def reference_digits(factor, which, rare=1, p_in=1.0, p_out=0.0, seed=0, root=No
 
 # --- CompCars surveillance subset (section 5, Table B.2) ----------------------------------------
 CARS_CLASSES = ("Volkswagen", "Toyota")            # y; the rare class for cars is 0 (Volkswagen)
+
+
+def class_names(dataset):
+    """The class names of a dataset: the ten digits, or the two makes of CompCars."""
+    return CARS_CLASSES if dataset == "cars" else MNIST_CLASSES
 CARS_FILES = ("image", "sv_make_model_name.mat", "color_list.mat", "train_surveillance.txt", "test_surveillance.txt")
 
 

@@ -171,7 +171,7 @@ def label_samples(orc, samples, dataset, factor, rare, p_in=1.0, p_out=0.0, root
     the Fréchet distance to real held-out images, the label oracle's confident share on real images with
     and without the factor, the rare digit's fit and tie) and, on a stroke factor, the morphometric
     reading (study/morphometry.py; None on colour)."""
-    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else data.MNIST_CLASSES
+    classes = data.class_names(dataset)
     calls = {w: oracles.classify(orc, samples[w]) for w in ("u", "r")}
     probs = {w: oracles.predict_proba(orc, samples[w]) for w in ("u", "r")}
     counts = {w: count_classes(*calls[w], len(classes)) for w in ("u", "r")}
@@ -249,7 +249,7 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
         print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
               f" < {orc['target']:.0%}): verdicts of this cell are not trustworthy", file=sys.stderr)
     hist = {w: runs[w][1] for w in ("u", "r") if w in data.stages(args)}
-    classes = tuple(data.CARS_CLASSES) if args.dataset == "cars" else data.MNIST_CLASSES
+    classes = data.class_names(args.dataset)
     res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
            "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
            "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
@@ -273,7 +273,7 @@ def save_du(args, name, run_name, dirs, samples, device):
     seeds of a D_u model read as a null pair without a D_r model (study/calibration.py). Returns None."""
     orc = oracles.load_oracles(args.factor, args.dataset, root=args.data_root, cache_dir=args.cache_dir,
                                device=device, data_seed=args.data_seed, smoke=args.smoke, recipe_name=args.oracles)
-    C = len(data.CARS_CLASSES) if args.dataset == "cars" else len(data.MNIST_CLASSES)
+    C = len(data.class_names(args.dataset))
     calls, probs = oracles.classify(orc, samples), oracles.predict_proba(orc, samples)
     rec = calibration.du_record(vars(args), name, run_name, count_classes(*calls, C),
                                 readable_counts(*calls, *probs, C))

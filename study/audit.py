@@ -61,7 +61,7 @@ def record(u, r, n_r, labelled, orc, factor, rare, dataset, model, data_seed, sm
     """The audit's result (without its rows): labelled = (counts, readable, quality) of ztest.label_samples;
     u, r: the sample files or arrays; n_r: the number of D_r samples."""
     counts, readable, q, morph = labelled
-    classes = tuple(data.CARS_CLASSES) if dataset == "cars" else data.MNIST_CLASSES
+    classes = data.class_names(dataset)
     return {"format": "rgf-result/1", "model": model, "run_name": "audit", "dataset": dataset, "factor": factor,
             "rare": rare, "p_in": 1.0, "p_out": 0.0, "seed": 0, "data_seed": data_seed, "samples": n_r,
             "classes": list(classes), "counts": counts, "readable": readable, "min_n": min_n,

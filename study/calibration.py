@@ -27,6 +27,7 @@ import sys
 
 from scipy.stats import norm
 
+import data
 from study.readings import SUMMARIES, TAU2, z_two_sample
 
 ALPHA = 0.05
@@ -47,7 +48,8 @@ def du_tables(results):
         key = (res["run_name"], res["factor"], res.get("data_seed", 0), res["seed"])
         read = res.get("readable", {}).get("u")
         morph = (res.get("morphometric") or {}).get("counts", {}).get("u")
-        table = {"model": res.get("model", res["run_name"]), "classes": res.get("classes", data_classes("mnist")), "counts": res["counts"]["u"], "readable": read,
+        table = {"model": res.get("model", res["run_name"]), "classes": res.get("classes", data.MNIST_CLASSES),
+                 "counts": res["counts"]["u"], "readable": read,
                  "all": (res["counts"]["u"]["n"], res["counts"]["u"]["k"]),
                  "readable_nk": (read[CONFIDENT]["n"], read[CONFIDENT]["k"]) if read else None}
         old = out.setdefault(key, {**table, "morph": morph})
@@ -61,12 +63,7 @@ def du_record(args, model, run_name, counts, readable):
     """du.json of a D_u-only run (--stage u): its counts in result.json's layout, the "u" half only."""
     keys = ("dataset", "factor", "seed", "data_seed", "samples", "oracles")
     return {"format": DU_FORMAT, "model": model, "run_name": run_name, **{k: args[k] for k in keys},
-            "classes": list(data_classes(args["dataset"])), "counts": {"u": counts}, "readable": {"u": readable}}
-
-
-def data_classes(dataset):
-    import data                      # the class names only; the null check itself needs no data
-    return data.CARS_CLASSES if dataset == "cars" else data.MNIST_CLASSES
+            "classes": list(data.class_names(args["dataset"])), "counts": {"u": counts}, "readable": {"u": readable}}
 
 
 def null_pairs(results):
