@@ -4,9 +4,12 @@ Section 4 of "Do Generative Models Learn Rare Generative Factors?": one convolut
 balanced dataset D_u and one on the skewed D_r of a factor; M samples from each, labelled by the oracles
 (section 5.2), give the z-scores of eq. 1 per class (the VAE column of Tables 1-4). `--beta B` weights
 the KL term (beta-VAE, Higgins et al. 2017), the mitigation of section 7, as the run VAE-b<B>.
+`--prior gmm` draws z from a Gaussian mixture fitted to the encoded training set instead of N(0, I)
+(ex-post density estimation, Ghosh et al. 2020): the CPU preset's VAE then draws its digits as often and
+as thick as it encodes them.
 
     python vae.py --factor colour --rare 1            # the full protocol: 30 epochs per model
-    python vae.py --factor colour --rare 1 --quick    # the CPU preset
+    python vae.py --factor colour --rare 1 --quick    # the CPU preset (7 epochs, --prior gmm)
     python vae.py --factor thick --rare 2 --beta 4    # beta-VAE, saved in runs/vae-b4/
     python vae.py --dataset cars --rare 0             # CompCars 64x64, rare class = Volkswagen
 It writes runs/vae/<factor>-balanced-seed<s>/ (D_u) and runs/vae/<factor>-rare<k>-seed<s>/ (D_r, with
@@ -31,12 +34,14 @@ import ztest
 # --------------------------------------------------------------------------- configuration
 EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015)
 LATENT, WIDTH = 20, 32
+COMPONENTS, EM_STEPS = 50, 100           # --prior gmm: mixture components and EM iterations
 
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
 PRESETS = {
-    "quick": {"epochs": 7, "samples": 10000},
-    "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64},
+    "quick": {"epochs": 7, "samples": 10000, "prior": "gmm"},
+    "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64, "components": 4},
 }
+SAMPLING = ("prior", "components")      # change the samples, not the trained model
 
 
 def build_parser():
@@ -45,6 +50,9 @@ def build_parser():
     a("--beta", type=float, default=1.0, help="weight of the KL term; 1 = the plain ELBO, > 1 = beta-VAE (default: 1)")
     a("--latent", type=int, default=LATENT, help=f"latent dimensions (default: {LATENT})")
     a("--width", type=int, default=WIDTH, help=f"channels of the first conv; doubles per stage (default: {WIDTH})")
+    a("--prior", default="normal", choices=("normal", "gmm"), help="where samples draw z: N(0, I), or a Gaussian "
+      "mixture fitted to the training set's posterior means (default: normal; --quick: gmm)")
+    a("--components", type=int, default=COMPONENTS, help=f"components of --prior gmm (default: {COMPONENTS})")
     return parser
 
 
@@ -52,7 +60,7 @@ def check(args):
     """Model-specific validation; data.parse_args prints the message as one line and exits 2."""
     if not (args.beta > 0 and math.isfinite(args.beta)):
         return f"--beta {args.beta:g} out of range; accepted: a finite number > 0 (1 = the plain VAE, > 1 = beta-VAE)"
-    for opt in ("latent", "width"):
+    for opt in ("latent", "width", "components"):
         if getattr(args, opt) < 1:
             return f"--{opt} {getattr(args, opt)} out of range; accepted: an integer >= 1"
     return None
@@ -149,7 +157,7 @@ def train_epoch(model, opt, scaler, x, epoch, args, gen):
 def train(which, args, dirs, device, started):
     """Section 4 for one dataset: the VAE trained on D_u (which="u") or D_r ("r") in its own folder,
     resumed after the last checkpointed epoch, then M samples. Returns (samples, history, timings)."""
-    ck = data.Checkpoint(dirs[which], args, which, device, started)
+    ck = data.Checkpoint(dirs[which], args, which, device, started, eval_keys=SAMPLING)
     if (samples := ck.finished_samples()) is not None:      # trained, and sampled with these settings
         return samples, ck.history, {}
     gen = data.set_seed(args.seed, device)
@@ -158,7 +166,7 @@ def train(which, args, dirs, device, started):
     scaler = torch.amp.GradScaler(device.type, enabled=data.amp_dtype(device) == torch.float16)  # fp16 only
     parts = {"vae": model, "opt": opt, "scaler": scaler}
     ck.restore(parts, gen)
-    timings, t0 = {}, time.time()
+    timings, t0, x = {}, time.time(), None
     if ck.epoch < args.epochs:
         x, x_val = (data.load_split(args, s, device)[0] for s in (which, "val"))   # val: the validation ELBO
         ck.begin(len(x))
@@ -169,19 +177,67 @@ def train(which, args, dirs, device, started):
             ck.save(parts, gen, {"epoch": epoch + 1, **losses, **validate(model, x_val, args.beta),
                                  "seconds": time.time() - t_epoch})
         timings["train"], t0 = time.time() - t0, time.time()
-    samples = ck.save_samples(sample(model, args.samples, data.sampling_generator(args.seed, device)))
+    gen_sample, prior = data.sampling_generator(args.seed, device), None
+    if args.prior == "gmm":            # the training set again, when the training ran in an earlier call
+        x = data.load_split(args, which, device)[0] if x is None else x
+        prior = fit_gmm(encode(model, x), args.components, gen_sample)
+    samples = ck.save_samples(sample(model, args.samples, gen_sample, prior))
     timings["sample"] = time.time() - t0
     return samples, ck.history, timings
 
 
 # --------------------------------------------------------------------------- sampling
 @torch.inference_mode()
-def sample(model, n, gen):
-    """z ~ N(0, I) -> decoder -> uint8 [n, 3, H, W]; the Bernoulli mean is the image, as in K&W's figures."""
+def encode(model, x):
+    """The posterior means mu(x) of the images x, [N, latent] in float64 (for fit_gmm)."""
+    model.eval()
+    return torch.cat([model.to_stats(model.encoder(b)).chunk(2, dim=1)[0] for b in x.split(1000)]).double()
+
+
+@torch.inference_mode()
+def fit_gmm(z, k, gen, steps=EM_STEPS, ridge=1e-4):
+    """Ex-post density estimation (Ghosh et al. 2020, section 4): a k-component, full-covariance Gaussian
+    mixture fitted to the posterior means z [N, d] by EM (Bishop 2006, section 9.2.2). N(0, I) is where
+    the KL term pushes the encoded data, not where a briefly trained VAE has put it; the mixture is. The
+    means start at k random points, each covariance at z's; the ridge keeps them positive definite.
+    Returns (weights [k], means [k, d], Cholesky factors of the covariances [k, d, d])."""
+    n, d = z.shape
+    mean = z[torch.randperm(n, generator=gen, device=gen.device)[:k].to(z.device)]
+    eye = ridge * torch.eye(d, dtype=z.dtype, device=z.device)
+    chol = torch.linalg.cholesky(torch.cov(z.T) + eye).expand(k, d, d)
+    log_w = torch.full((k,), -math.log(k), dtype=z.dtype, device=z.device)
+    zz = (z[:, :, None] * z[:, None, :]).reshape(n, d * d)      # z z^T per point: both steps are then matmuls
+    for _ in range(steps):
+        # E step: responsibilities r [N, k] = softmax over j of log w_j + log N(z | mean_j, cov_j), with
+        # the Mahalanobis term (z - m)^T P (z - m) = <z z^T, P> - 2 z^T P m + m^T P m, P the precision
+        prec = torch.cholesky_inverse(chol)
+        pm = (prec @ mean[:, :, None])[..., 0]
+        maha = zz @ prec.reshape(k, d * d).T - 2 * z @ pm.T + (pm * mean).sum(1)
+        log_det = 2 * torch.diagonal(chol, dim1=1, dim2=2).log().sum(1)
+        r = torch.softmax(log_w - 0.5 * maha - 0.5 * log_det, dim=1)
+        # M step: weights, means and covariances (E[z z^T] - m m^T) weighted by the responsibilities
+        n_k = r.sum(0) + 1e-12
+        log_w, mean = (n_k / n).log(), (r.T @ z) / n_k[:, None]
+        cov = (r.T @ zz).reshape(k, d, d) / n_k[:, None, None] - mean[:, :, None] * mean[:, None, :]
+        chol = torch.linalg.cholesky((cov + cov.mT) / 2 + eye)
+    return log_w.exp(), mean, chol
+
+
+@torch.inference_mode()
+def sample(model, n, gen, prior=None):
+    """z -> decoder -> uint8 [n, 3, H, W]; the Bernoulli mean is the image, as in K&W's figures. z ~ N(0, I),
+    or from the mixture `prior` (fit_gmm): a component j ~ w, then z = mean_j + L_j eps, eps ~ N(0, I)."""
     model.eval()
     out = []
     for m in range(0, n, 500):
-        z = torch.randn(min(500, n - m), model.latent, generator=gen, device=gen.device)
+        b = min(500, n - m)
+        if prior is None:
+            z = torch.randn(b, model.latent, generator=gen, device=gen.device)
+        else:
+            w, mean, chol = prior
+            j = torch.multinomial(w, b, replacement=True, generator=gen)
+            eps = torch.randn(b, model.latent, 1, generator=gen, device=gen.device, dtype=mean.dtype)
+            z = (mean[j] + (chol[j] @ eps)[..., 0]).float()
         p = torch.sigmoid(model.decode(z).float())
         out.append((p * 255).round().to(torch.uint8).cpu())
     return torch.cat(out)
@@ -207,13 +263,13 @@ def main(argv=None):
     name, run_name = names(args.beta)
     device, started = data.pick_device(args.device), time.time()
     dirs = data.run_dirs(args, run_name)
-    if (res := ztest.finished_result(dirs, args)) is not None:
+    if (res := ztest.finished_result(dirs, args, eval_keys=SAMPLING)) is not None:
         return res
     runs = {}
     for which in data.stages(args):     # D_u, then D_r; the lock: D_u is shared by every rare class
         with data.file_lock(os.path.join(dirs[which], ".lock")):
             runs[which] = train(which, args, dirs, device, started)
-    return ztest.evaluate(args, name, run_name, dirs, runs, device)
+    return ztest.evaluate(args, name, run_name, dirs, runs, device, eval_keys=SAMPLING)
 
 
 if __name__ == "__main__":

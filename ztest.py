@@ -204,15 +204,16 @@ def audit(u, r, factor="colour", rare=1, dataset="mnist", model="audit", root=No
 # --------------------------------------------------------------------------- evaluation of a model script's run
 def finished_result(dirs, args, eval_keys=()):
     """The saved result of this cell when it is done with the same settings (printed again), else None.
-    With --force, or --stage u, nothing counts as done."""
+    With --force, or --stage u, nothing counts as done; other sampling settings (eval_keys) only resample."""
     path = os.path.join(dirs["r"], "result.json")
     if args.force or args.stage == "u" or not os.path.exists(path):
         return None
     with open(path) as fh:
         res = json.load(fh)
-    if res.get("oracle_recipe", "paper") != args.oracles:     # other oracles: label the samples again
-        return None
-    data.check_identity(path, res["identity"], json.loads(data.sample_key(args, "r", eval_keys)))
+    now = json.loads(data.sample_key(args, "r", eval_keys))
+    if res.get("oracle_recipe", "paper") != args.oracles or any(res["identity"].get(k) != now[k] for k in eval_keys):
+        return None                        # other oracles or other sampling: label again, or resample first
+    data.check_identity(path, res["identity"], now)
     print(f"{path} exists: cell already done (use --force to redo it)")
     print(format_rows(result_rows(res, Reading(min_n=args.min_n)), tables.title(res)))
     if "quality" in res:

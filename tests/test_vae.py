@@ -1,7 +1,8 @@
 """vae.py: model shapes (28x28 and 64x64), the loss (KL formula, beta), colour-faithful sampling, NaN stop
-(one line, exit 1, the last good checkpoint kept), the --smoke protocol end to end on the MNIST fixture,
-resume after an interruption, --force, run names for beta != 1, bad input (one line, exit 2) and import
-without side effects.
+(one line, exit 1, the last good checkpoint kept), the mixture prior of --prior gmm (EM recovers a known
+mixture; switching the prior resamples without retraining), the --smoke protocol end to end on the MNIST
+fixture, resume after an interruption, --force, run names for beta != 1, bad input (one line, exit 2) and
+import without side effects.
 
     python -m pytest -q tests/test_vae.py
 """
@@ -200,6 +201,47 @@ def test_beta_gets_its_own_name_and_folder(smoke, tmp_path):
     assert not (tmp_path / "runs/vae").exists()
 
 
+def test_fit_gmm_recovers_a_known_mixture_and_repeats_for_a_seed():
+    """Three well-separated Gaussians in 2-d, weights 0.5/0.3/0.2: EM finds their weights, means and
+    covariances, and the same generator seed gives the same fit."""
+    g = torch.Generator().manual_seed(0)
+    means = torch.tensor([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]], dtype=torch.float64)
+    scales = torch.tensor([[1.0, 0.5], [0.5, 2.0], [1.5, 1.5]], dtype=torch.float64)
+    j = torch.multinomial(torch.tensor([0.5, 0.3, 0.2]), 6000, replacement=True, generator=g)
+    z = means[j] + scales[j] * torch.randn(6000, 2, generator=g, dtype=torch.float64)
+    fits = [vae.fit_gmm(z, 3, torch.Generator().manual_seed(1)) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*fits))
+    w, mean, chol = fits[0]
+    order = [int((mean - m).norm(dim=1).argmin()) for m in means]
+    assert sorted(order) == [0, 1, 2]
+    assert torch.allclose(w[order], torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=0.03)
+    assert torch.allclose(mean[order], means, atol=0.15)
+    sd = torch.diagonal(chol @ chol.mT, dim1=1, dim2=2).sqrt()[order]
+    assert torch.allclose(sd, scales, rtol=0.1)
+
+
+def test_samples_from_the_mixture_prior_follow_its_components():
+    """sample(prior=...) draws z from the mixture: with an identity decoder the images' means sit at the
+    components' means, in proportion to their weights."""
+    model = types.SimpleNamespace(latent=2, eval=lambda: None, decode=lambda z: z[:, :, None, None].expand(-1, 2, 1, 1))
+    eye = torch.eye(2, dtype=torch.float64).expand(2, 2, 2) * 0.01
+    prior = (torch.tensor([0.8, 0.2], dtype=torch.float64),
+             torch.tensor([[-3.0, -3.0], [3.0, 3.0]], dtype=torch.float64), eye)
+    x = vae.sample(model, 2000, torch.Generator().manual_seed(0), prior)
+    high = (x[:, 0, 0, 0] > 127).double().mean().item()            # sigmoid(3) vs sigmoid(-3)
+    assert abs(high - 0.2) < 0.03
+
+
+def test_the_prior_is_a_sampling_option_a_finished_run_resamples_without_training(smoke, tmp_path, monkeypatch):
+    smoke()
+    calls = count_epochs(monkeypatch)
+    res = smoke("--prior", "gmm", "--components", "3")
+    assert calls == []                               # the trained models kept; only the samples redone
+    cell = tmp_path / "runs" / "vae" / "colour-rare1-seed0"
+    assert json.loads((cell / "result.json").read_text())["config"]["prior"] == "gmm"
+    assert sum(res["counts"]["r"]["n"]) == 100
+
+
 # --------------------------------------------------------------------------- command line
 def run_cli(*argv, cwd=REPO):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -223,9 +265,9 @@ def test_bad_input_is_one_line_and_exit_2(argv, words, tmp_path):
 
 
 @pytest.mark.parametrize("opt, value", [("beta", float("nan")), ("beta", float("inf")), ("latent", 0),
-                                        ("width", 0)])
+                                        ("width", 0), ("components", 0)])
 def test_check_rejects_bad_model_options(opt, value):
-    good = types.SimpleNamespace(beta=1.0, latent=20, width=32)
+    good = types.SimpleNamespace(beta=1.0, latent=20, width=32, components=50)
     assert vae.check(good) is None
     msg = vae.check(types.SimpleNamespace(**{**vars(good), opt: value}))
     assert msg and f"--{opt}" in msg and "\n" not in msg
