@@ -80,13 +80,14 @@ def test_an_unmeasured_stroke_fit_is_not_a_verdict():
     assert c["fits"] is None and c["baseline"] is False and c["ok"] is False
 
 
-def test_committed_presets_md_is_up_to_date(tmp_path):
-    with open(os.path.join(QUICK, "presets.md")) as fh:
+@pytest.mark.parametrize("folder", ["results/quick", "results/fit-check"])
+def test_committed_presets_md_is_up_to_date(folder):
+    with open(os.path.join(REPO, folder, "presets.md")) as fh:
         saved = fh.read()
-    r = subprocess.run([sys.executable, "-m", "study.presets", "results/quick"], cwd=REPO, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "study.presets", folder], cwd=REPO, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert r.stdout == saved, "results/quick/presets.md is stale: python -m study.presets results/quick --write"
+    assert r.stdout == saved, f"{folder}/presets.md is stale: python -m study.presets {folder} --write"
 
 
 def test_a_folder_without_results_is_one_line_and_exit_2(tmp_path):
