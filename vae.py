@@ -34,7 +34,7 @@ import ztest
 # --------------------------------------------------------------------------- configuration
 EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015)
 LATENT, WIDTH = 20, 32
-COMPONENTS, EM_STEPS = 50, 100           # --prior gmm: mixture components and EM iterations
+COMPONENTS, EM_STEPS = 100, 100          # --prior gmm: mixture components and EM iterations
 
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
 PRESETS = {

@@ -30,8 +30,8 @@ READABLE_MIN = {"vae": 0.45, "default": 0.60}   # run names starting with "vae":
 PRESETS = {
     "vae": [("quick/1", {"quick": True, "epochs": 7, "latent": 20, "width": 32, "prior": "normal"},
              "7 epochs; z ~ N(0, I)"),
-            ("quick/2", {"quick": True, "epochs": 7, "latent": 20, "width": 32, "prior": "gmm", "components": 50},
-             "7 epochs; z from a 50-component Gaussian mixture fitted to the encoded training set")],
+            ("quick/2", {"quick": True, "epochs": 7, "latent": 20, "width": 32, "prior": "gmm", "components": 100},
+             "7 epochs; z from a 100-component Gaussian mixture fitted to the encoded training set")],
     "gan": [("quick/1", {"quick": True, "epochs": 10, "width": 32, "pack": 2, "subset": 0},
              "10 epochs of all 58,000 digits, packed D (PacGAN2)")],
     "ddpm": [("quick/1", {"quick": True, "epochs": 8, "subset": 20000, "width": 32, "res_blocks": 1, "patch": 2,

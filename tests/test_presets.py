@@ -37,7 +37,7 @@ def test_the_preset_follows_the_config():
     res = committed("vae", "thick-rare1-seed1")
     assert presets.preset(res) == "quick/1"                       # older configs lack --prior: N(0, I)
     gmm = copy.deepcopy(res)
-    gmm["config"].update(prior="gmm", components=50)
+    gmm["config"].update(prior="gmm", components=100)
     assert presets.preset(gmm) == "quick/2"
     gmm["config"]["components"] = 10
     assert presets.preset(gmm) == "custom"
