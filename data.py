@@ -338,7 +338,7 @@ def make_cars_dataset(root, rare=False, split="train", size=64, seed=0):
 
 # --- what the model scripts share: options, run folders, the data of a cell ----------------------
 # Common presets; a model script's presets override them, an explicit option overrides both.
-BASE_PRESETS = {"quick": {}, "smoke": {"samples": 100, "subset": 300}}
+BASE_PRESETS = {"quick": {}, "cpu_full": {}, "smoke": {"samples": 100, "subset": 300}}
 MIN_N = 30                    # ztest's minimum-count rule: fewer samples of a class is "too few samples"
 SAMPLING_SEED = 1_000_003     # sampling draws from its own stream, seeded with seed + SAMPLING_SEED
 
@@ -368,6 +368,8 @@ def common_parser(doc, epochs, batch_size, lr, samples=1000):
       "0 = all (default: 0)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="CPU preset: fewer epochs / a subset (default: off)")
+    g.add_argument("--cpu-full", action="store_true", help="--quick, longer where a model needs it to fit its "
+                   "data (docs/models.md) (default: off)")
     g.add_argument("--smoke", action="store_true", help="seconds-long run for the tests (default: off)")
     a("--force", action="store_true", help="retrain even when checkpoints or results exist (default: off)")
     a("--stage", default="all", choices=("all", "u", "r"), help="all: D_u if needed, then D_r, then the "
@@ -411,8 +413,9 @@ def parse_args(parser, argv=None, presets=None, check=None):
     parser.error = fail                  # argparse's own errors: one line too
     argv = cli.renamed(argv, cli.MODEL_RENAMES)   # --out, --stage both: the old names, with a notice
     args, explicit = parser.parse_args(argv), cli.explicit(parser, argv)
-    for mode in [m for m in ("quick", "smoke") if getattr(args, m)]:
-        for k, v in {**BASE_PRESETS[mode], **(presets or {}).get(mode, {})}.items():
+    for mode in [m for m in ("quick", "cpu_full", "smoke") if getattr(args, m)]:
+        layers = ("quick", mode) if mode == "cpu_full" else (mode,)     # --cpu-full: --quick, then its own
+        for k, v in {k: v for m in layers for k, v in {**BASE_PRESETS[m], **(presets or {}).get(m, {})}.items()}.items():
             if not hasattr(args, k):
                 raise ValueError(f"preset {mode!r} sets unknown option {k!r}")
             if k not in explicit:

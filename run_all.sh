@@ -52,6 +52,7 @@ Grid
                    (default: all)
 Presets (passed to every script)
   --quick          the documented CPU preset
+  --cpu-full       --quick, longer where a model needs it to fit its data (the DM: 40 epochs)
   --smoke          seconds-long runs, for tests
 Running
   --jobs N         cells at once (default: 1); with several GPUs, job slot i gets GPU i mod #GPUs;
@@ -113,7 +114,7 @@ while [[ $# -gt 0 ]]; do
         --device)   need "$@"; device="$2"; shift 2 ;;
         --min-n)    need "$@"; min_n="$2"; shift 2 ;;
         --summary)  need "$@"; summary="$2"; shift 2 ;;
-        --quick|--smoke) [[ -z "$preset" || "$preset" == "$opt" ]] || die "--quick and --smoke exclude each other"
+        --quick|--cpu-full|--smoke) [[ -z "$preset" || "$preset" == "$opt" ]] || die "--quick, --cpu-full and --smoke exclude each other"
                     preset="$opt"; shift ;;
         --list)     list=1; shift ;;
         --force)    force=1; shift ;;
@@ -308,10 +309,10 @@ status() {   # one line per cell event: [done/total] what cell (elapsed since th
 }
 field() { local IFS='|'; local -a a; read -r -a a <<<"$1"; echo "${a[$2]}"; }   # field $2 of record $1
 log_of() { echo "$out_dir/logs/$1.log"; }
-preset_of() {   # --quick / --smoke / paper: the preset recorded in a result.json (samples.npz: as asked)
+preset_of() {   # --quick / --cpu-full / --smoke / paper: the preset recorded in a result.json (samples.npz: as asked)
     [[ "$1" == *.json ]] || { echo "${preset:-paper}"; return; }
-    if grep -q '"smoke": true' "$1"; then echo --smoke; elif grep -q '"quick": true' "$1"; then echo --quick
-    else echo paper; fi
+    if grep -q '"smoke": true' "$1"; then echo --smoke; elif grep -q '"cpu_full": true' "$1"; then echo --cpu-full
+    elif grep -q '"quick": true' "$1"; then echo --quick; else echo paper; fi
 }
 
 finish() {   # the cell in slot $1 ended with exit status $2

@@ -35,8 +35,14 @@ PRESETS = {
     "gan": [("quick/1", {"quick": True, "epochs": 10, "width": 32, "pack": 2, "subset": 0},
              "10 epochs of all 58,000 digits, packed D (PacGAN2)")],
     "ddpm": [("quick/1", {"quick": True, "epochs": 8, "subset": 20000, "width": 32, "res_blocks": 1, "patch": 2,
-                          "sample_steps": 25}, "8 epochs of 20,000 digits, width 32, DDIM 25 steps")],
+                          "sample_steps": 25}, "8 epochs of 20,000 digits, width 32, DDIM 25 steps"),
+             ("cpu-full/1", {"cpu_full": True, "epochs": 40, "subset": 20000, "width": 32, "res_blocks": 1,
+                             "patch": 2, "sample_steps": 25}, "quick/1 for 40 epochs")],
 }
+PRESETS["vae"].append(("cpu-full/1", {**PRESETS["vae"][-1][1], "quick": False, "cpu_full": True},
+                       "quick/2: the VAE fits its data at --quick's length"))
+PRESETS["gan"].append(("cpu-full/1", {**PRESETS["gan"][-1][1], "quick": False, "cpu_full": True},
+                       "quick/1: no longer GAN preset yet (its curve: docs/BENCHMARKS.md)"))
 OLD_DEFAULTS = {"prior": "normal"}
 
 
@@ -45,13 +51,13 @@ def _family(run_name):
 
 
 def preset(res):
-    """The label of the preset `res` (a result.json dict) was made with: "quick/N", "quick/N+" when it
-    changes a non-defining option (GAN-SD, a beta-VAE), "paper" without --quick, "custom" when a defining
-    option differs from every version."""
+    """The label of the preset `res` (a result.json dict) was made with: "quick/N" or "cpu-full/N", with a
+    "+" when it changes a non-defining option (GAN-SD, a beta-VAE), "paper" without --quick or --cpu-full,
+    "custom" when a defining option differs from every version."""
     cfg = {**OLD_DEFAULTS, **res.get("config", {})}
     if cfg.get("smoke"):
         return "smoke"
-    if not cfg.get("quick"):
+    if not (cfg.get("quick") or cfg.get("cpu_full")):
         return "paper"
     fam = _family(res.get("run_name", res.get("model", "")).lower())
     for label, opts, _ in reversed(PRESETS.get(fam, [])):
@@ -129,9 +135,10 @@ def main(argv=None):
         print(f"presets: {a.folder!r} holds no <run>/<cell>/result.json; accepted: a results folder such as "
               f"results/quick", file=sys.stderr)
         return 2
+    defs = "\n".join(f"| {fam} | {label} | {what} |" for fam, v in PRESETS.items() for label, _, what in v)
     text = ("# The presets of these results, and whether their models fit their data\n\n"
             f"`python -m study.presets {a.folder} --write` (study/presets.py: the checks and the presets' "
-            f"definitions).\n\n" + table(a.folder))
+            f"definitions).\n\n| model | preset | what it is |\n|---|---|---|\n{defs}\n\n" + table(a.folder))
     print(text, end="")
     if a.write:
         atomic_write(os.path.join(a.folder, "presets.md"), lambda fh: fh.write(text.encode()))

@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 # Options that never change a trained model; every other option is part of a checkpoint's identity.
 # "out" is the runs folder's name before it was --runs: checkpoints of that release never stored it.
-NOT_TRAINING = ("samples", "force", "stage", "device", "runs", "out", "data_root", "cache_dir", "quick", "smoke",
-                "min_n", "oracles")
+NOT_TRAINING = ("samples", "force", "stage", "device", "runs", "out", "data_root", "cache_dir", "quick", "cpu_full",
+                "smoke", "min_n", "oracles")
 
 
 # --- errors and files -----------------------------------------------------------------------------
@@ -350,7 +350,8 @@ def log_epoch(label, history, args, device, first):
     print(f"{label} epoch {row['epoch']}/{args.epochs}  " + "  ".join(
         f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
     left = row["seconds"] * (args.epochs - row["epoch"])
-    if first and device.type == "cpu" and not (args.quick or args.smoke) and left > 900:
+    preset = args.quick or args.smoke or getattr(args, "cpu_full", False)
+    if first and device.type == "cpu" and not preset and left > 900:
         print(f"{label}: about {left / 60:.0f} more minutes on this CPU; --quick is the CPU preset")
 
 

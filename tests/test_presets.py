@@ -44,6 +44,11 @@ def test_the_preset_follows_the_config():
     gmm["config"]["quick"] = False
     assert presets.preset(gmm) == "paper"
     assert presets.preset(committed("gan-sd", "colour-rare1-seed0")) == "quick/1+"   # the GAN's, with SD
+    full = copy.deepcopy(committed("ddpm", "thick-rare1-seed1"))
+    full["config"].update(quick=False, cpu_full=True, epochs=40)
+    assert presets.preset(full) == "cpu-full/1"
+    full["config"]["epochs"] = 8                                  # --cpu-full --epochs 8: not the preset
+    assert presets.preset(full) == "custom"
 
 
 def synthetic(fit_r=0.9, p_u=0.5, low_digit=100, confident=0.7, run_name="gan"):

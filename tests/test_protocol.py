@@ -258,8 +258,23 @@ def test_presets_fill_only_options_not_given(tmp_path):
     assert c.rare == 0 and c.factor == "colour"
 
 
+def test_cpu_full_is_quick_then_its_own_options_and_not_part_of_a_models_identity(tmp_path):
+    """--cpu-full applies the --quick preset, then the model's own cpu_full entries over it (ddpm.py: the
+    quick DM, 40 epochs); the flag itself is not part of a checkpoint's identity, the options it sets are."""
+    import ddpm
+    from study import runs
+    quick = data.parse_args(ddpm.build_parser(), ["--quick"], presets=ddpm.PRESETS, check=ddpm.check)
+    full = data.parse_args(ddpm.build_parser(), ["--cpu-full"], presets=ddpm.PRESETS, check=ddpm.check)
+    mine = data.parse_args(ddpm.build_parser(), ["--cpu-full", "--epochs", "3"], presets=ddpm.PRESETS, check=ddpm.check)
+    assert (quick.epochs, full.epochs, mine.epochs) == (8, 40, 3)
+    assert {k: v for k, v in vars(full).items() if k not in ("epochs", "quick", "cpu_full")} == \
+        {k: v for k, v in vars(quick).items() if k not in ("epochs", "quick", "cpu_full")}
+    ident = runs.identity(full, "r")
+    assert "cpu_full" not in ident and ident["epochs"] == 40
+
+
 @pytest.mark.parametrize("argv, words", [
-    (["--samples", "0"], "--samples 0"), (["--rare", "12"], "--rare 12"), (["--factor", "bogus"], "bogus"),
+    (["--quick", "--cpu-full"], "--cpu-full"), (["--samples", "0"], "--samples 0"), (["--rare", "12"], "--rare 12"), (["--factor", "bogus"], "bogus"),
     (["--p-in", "1.5"], "--p-in 1.5"), (["--device", "tpu"], "tpu"), (["--device", "cuda:7"], "cuda:7"),
     (["--quick", "--smoke"], "--smoke"), (["--dataset", "cars", "--rare", "1"], "--rare 1"),
     (["--lr", "-1"], "--lr -1"), (["--epochs", "zero"], "zero"), (["--dataset", "cars", "--factor", "thin"], "thin")])
