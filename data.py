@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from study import cli, morpho
+from study.mixture import fit_gmm  # noqa: F401 (re-exported: vae.py --prior gmm)
 from study.morpho import MORPH_OPS, RECIPE, RENDERINGS, morphometrics  # noqa: F401 (re-exported)
 from study.runs import (EMA, Checkpoint, atomic_write, fail, file_lock, json_safe, progress, save_preview,  # noqa
                         save_csv, save_json, save_text, text_grid, pick_device, set_seed, amp_dtype, autocast,
@@ -414,8 +415,10 @@ def parse_args(parser, argv=None, presets=None, check=None):
     argv = cli.renamed(argv, cli.MODEL_RENAMES)   # --out, --stage both: the old names, with a notice
     args, explicit = parser.parse_args(argv), cli.explicit(parser, argv)
     for mode in [m for m in ("quick", "cpu_full", "smoke") if getattr(args, m)]:
-        layers = ("quick", mode) if mode == "cpu_full" else (mode,)     # --cpu-full: --quick, then its own
-        for k, v in {k: v for m in layers for k, v in {**BASE_PRESETS[m], **(presets or {}).get(m, {})}.items()}.items():
+        preset = {}
+        for m in ("quick", mode) if mode == "cpu_full" else (mode,):    # --cpu-full: --quick, then its own
+            preset.update({**BASE_PRESETS[m], **(presets or {}).get(m, {})})
+        for k, v in preset.items():
             if not hasattr(args, k):
                 raise ValueError(f"preset {mode!r} sets unknown option {k!r}")
             if k not in explicit:

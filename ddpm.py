@@ -10,10 +10,9 @@ Algorithm 1; sampling their Algorithm 2 (all T steps) or, with --sample-steps N,
     python ddpm.py --factor thin --rare 2 --sample-steps 100  # DDIM, 100 steps instead of 1000 ancestral
 
 Choices (the paper's appendix with the architectures is missing): Ho et al.'s U-Net scaled down, T = 1000,
-Adam with gradient clipping, an EMA of the weights for sampling, 40 epochs at batch 128, and by default
-techniques that speed training up without changing what it converges to (cosine schedule, v-prediction
-with min-SNR-5 weighting, warm-up and cosine decay of the rate, zero-initialised residual branches).
-Ho et al.'s own settings, and why each choice: docs/models.md.
+Adam with gradient clipping, an EMA of the weights for sampling, 40 epochs at batch 128, and techniques
+that speed training up without changing what it converges to (cosine schedule, v-prediction with min-SNR-5
+weighting, rate warm-up and decay, zero-initialised residual branches). Why each: docs/models.md.
 """
 import argparse
 import math
@@ -34,7 +33,7 @@ WIDTH, RES_BLOCKS, EMA_DECAY, SNR_GAMMA, WARMUP = 64, 2, 0.999, 5.0, 200   # min
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
 PRESETS = {"quick": {"subset": 20000, "epochs": 8, "width": 32, "res_blocks": 1, "patch": 2, "batch_size": 64,
                      "lr": 2e-3, "warmup": 100, "ema_decay": 0.995, "sample_steps": 25, "samples": 5000},
-           "cpu_full": {"epochs": 40},       # --quick, 5x longer: the D_r model then draws its rare digit as it learned it
+           "cpu_full": {"epochs": 40},                                   # --quick, 5x longer
            "smoke": {"epochs": 1, "width": 8, "res_blocks": 1, "batch_size": 64, "sample_steps": 5, "samples": 64}}
 SAMPLING = ("sample_steps", "eta", "sample_batch", "sampler")   # change the samples, not the model
 

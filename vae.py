@@ -34,7 +34,7 @@ import ztest
 # --------------------------------------------------------------------------- configuration
 EPOCHS, BATCH_SIZE, LR = 30, 128, 1e-3   # Adam (Kingma & Ba 2015)
 LATENT, WIDTH = 20, 32
-COMPONENTS, EM_STEPS = 100, 100          # --prior gmm: mixture components and EM iterations
+COMPONENTS = 100                         # --prior gmm: mixture components
 
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
 PRESETS = {
@@ -180,7 +180,7 @@ def train(which, args, dirs, device, started):
     gen_sample, prior = data.sampling_generator(args.seed, device), None
     if args.prior == "gmm":            # the training set again, when the training ran in an earlier call
         x = data.load_split(args, which, device)[0] if x is None else x
-        prior = fit_gmm(encode(model, x), args.components, gen_sample)
+        prior = data.fit_gmm(encode(model, x), args.components, gen_sample)   # EM: study/mixture.py
     samples = ck.save_samples(sample(model, args.samples, gen_sample, prior))
     timings["sample"] = time.time() - t0
     return samples, ck.history, timings
@@ -189,44 +189,15 @@ def train(which, args, dirs, device, started):
 # --------------------------------------------------------------------------- sampling
 @torch.inference_mode()
 def encode(model, x):
-    """The posterior means mu(x) of the images x, [N, latent] in float64 (for fit_gmm)."""
+    """The posterior means mu(x) of the images x, [N, latent] in float64 (for data.fit_gmm)."""
     model.eval()
     return torch.cat([model.to_stats(model.encoder(b)).chunk(2, dim=1)[0] for b in x.split(1000)]).double()
 
 
 @torch.inference_mode()
-def fit_gmm(z, k, gen, steps=EM_STEPS, ridge=1e-4):
-    """Ex-post density estimation (Ghosh et al. 2020, section 4): a k-component, full-covariance Gaussian
-    mixture fitted to the posterior means z [N, d] by EM (Bishop 2006, section 9.2.2). N(0, I) is where
-    the KL term pushes the encoded data, not where a briefly trained VAE has put it; the mixture is. The
-    means start at k random points, each covariance at z's; the ridge keeps them positive definite.
-    Returns (weights [k], means [k, d], Cholesky factors of the covariances [k, d, d])."""
-    n, d = z.shape
-    mean = z[torch.randperm(n, generator=gen, device=gen.device)[:k].to(z.device)]
-    eye = ridge * torch.eye(d, dtype=z.dtype, device=z.device)
-    chol = torch.linalg.cholesky(torch.cov(z.T) + eye).expand(k, d, d)
-    log_w = torch.full((k,), -math.log(k), dtype=z.dtype, device=z.device)
-    zz = (z[:, :, None] * z[:, None, :]).reshape(n, d * d)      # z z^T per point: both steps are then matmuls
-    for _ in range(steps):
-        # E step: responsibilities r [N, k] = softmax over j of log w_j + log N(z | mean_j, cov_j), with
-        # the Mahalanobis term (z - m)^T P (z - m) = <z z^T, P> - 2 z^T P m + m^T P m, P the precision
-        prec = torch.cholesky_inverse(chol)
-        pm = (prec @ mean[:, :, None])[..., 0]
-        maha = zz @ prec.reshape(k, d * d).T - 2 * z @ pm.T + (pm * mean).sum(1)
-        log_det = 2 * torch.diagonal(chol, dim1=1, dim2=2).log().sum(1)
-        r = torch.softmax(log_w - 0.5 * maha - 0.5 * log_det, dim=1)
-        # M step: weights, means and covariances (E[z z^T] - m m^T) weighted by the responsibilities
-        n_k = r.sum(0) + 1e-12
-        log_w, mean = (n_k / n).log(), (r.T @ z) / n_k[:, None]
-        cov = (r.T @ zz).reshape(k, d, d) / n_k[:, None, None] - mean[:, :, None] * mean[:, None, :]
-        chol = torch.linalg.cholesky((cov + cov.mT) / 2 + eye)
-    return log_w.exp(), mean, chol
-
-
-@torch.inference_mode()
 def sample(model, n, gen, prior=None):
     """z -> decoder -> uint8 [n, 3, H, W]; the Bernoulli mean is the image, as in K&W's figures. z ~ N(0, I),
-    or from the mixture `prior` (fit_gmm): a component j ~ w, then z = mean_j + L_j eps, eps ~ N(0, I)."""
+    or from the mixture `prior` (data.fit_gmm): a component j ~ w, then z = mean_j + L_j eps, eps ~ N(0, I)."""
     model.eval()
     out = []
     for m in range(0, n, 500):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import data
 import vae
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -209,7 +210,7 @@ def test_fit_gmm_recovers_a_known_mixture_and_repeats_for_a_seed():
     scales = torch.tensor([[1.0, 0.5], [0.5, 2.0], [1.5, 1.5]], dtype=torch.float64)
     j = torch.multinomial(torch.tensor([0.5, 0.3, 0.2]), 6000, replacement=True, generator=g)
     z = means[j] + scales[j] * torch.randn(6000, 2, generator=g, dtype=torch.float64)
-    fits = [vae.fit_gmm(z, 3, torch.Generator().manual_seed(1)) for _ in range(2)]
+    fits = [data.fit_gmm(z, 3, torch.Generator().manual_seed(1)) for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(*fits))
     w, mean, chol = fits[0]
     order = [int((mean - m).norm(dim=1).argmin()) for m in means]
