@@ -49,6 +49,11 @@ def test_the_preset_follows_the_config():
     assert presets.preset(full) == "cpu-full/1"
     full["config"]["epochs"] = 8                                  # --cpu-full --epochs 8: not the preset
     assert presets.preset(full) == "custom"
+    gan = copy.deepcopy(committed("gan", "colour-rare1-seed0"))
+    gan["config"].update(quick=False, cpu_full=True)
+    assert presets.preset(gan) == "cpu-full/1"                    # the GAN's --cpu-full before it had its own
+    gan["config"].update(epochs=35, lr=4e-4)
+    assert presets.preset(gan) == "cpu-full/2"
 
 
 def synthetic(fit_r=0.9, p_u=0.5, low_digit=100, confident=0.7, run_name="gan"):
