@@ -33,7 +33,7 @@ LATENT, WIDTH = 100, 32        # a 100-d Gaussian latent; channels of D's first 
 SD_LAMBDA, SD_SHARE = 0.8, 0.4  # section 6.3: lambda 0.8 for the first 80 of 200 epochs
 EMA_DECAY, PACK = 0.999, 2      # samples from an EMA of G (Yazici et al. 2019); D judges packs of 2 (PacGAN2)
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
-PRESETS = {"quick": {"epochs": 10, "samples": 10000}, "cpu_full": {"epochs": 35, "lr": 4e-4},  # fits D_r
+PRESETS = {"quick": {"epochs": 10, "samples": 10000}, "cpu_full": {"epochs": 45, "lr": 4e-4},  # fits D_r
            "smoke": {"epochs": 1, "width": 8, "samples": 64}}
 
 

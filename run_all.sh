@@ -52,7 +52,7 @@ Grid
                    (default: all)
 Presets (passed to every script)
   --quick          the documented CPU preset
-  --cpu-full       --quick, longer where a model needs it to fit its data (the DM: 40 epochs; the GAN: 35 at twice the rate)
+  --cpu-full       --quick, longer where a model needs it to fit its data (the DM: 40 epochs; the GAN: 45 at twice the rate)
   --smoke          seconds-long runs, for tests
 Running
   --jobs N         cells at once (default: 1); with several GPUs, job slot i gets GPU i mod #GPUs;

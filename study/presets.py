@@ -45,6 +45,7 @@ PRESETS["gan"].append(("cpu-full/1", {**PRESETS["gan"][-1][1], "quick": False, "
                        "quick/1: no longer GAN preset yet (its curve: docs/BENCHMARKS.md)"))
 PRESETS["gan"].append(("cpu-full/2", {**PRESETS["gan"][0][1], "quick": False, "cpu_full": True, "epochs": 35,
                                       "lr": 4e-4}, "quick/1 at twice the rate (4e-4) for 35 epochs"))
+PRESETS["gan"].append(("cpu-full/3", {**PRESETS["gan"][-1][1], "epochs": 45}, "cpu-full/2 for 45 epochs"))
 OLD_DEFAULTS = {"prior": "normal"}
 
 

@@ -54,6 +54,8 @@ def test_the_preset_follows_the_config():
     assert presets.preset(gan) == "cpu-full/1"                    # the GAN's --cpu-full before it had its own
     gan["config"].update(epochs=35, lr=4e-4)
     assert presets.preset(gan) == "cpu-full/2"
+    gan["config"]["epochs"] = 45
+    assert presets.preset(gan) == "cpu-full/3"
 
 
 def synthetic(fit_r=0.9, p_u=0.5, low_digit=100, confident=0.7, run_name="gan"):

@@ -273,7 +273,7 @@ def test_cpu_full_is_quick_then_its_own_options_and_not_part_of_a_models_identit
     assert "cpu_full" not in ident and ident["epochs"] == 40
     import gan                                                      # the GAN's: 35 epochs at twice the rate
     g = data.parse_args(gan.build_parser(), ["--cpu-full"], presets=gan.PRESETS, check=gan.check)
-    assert (g.epochs, g.lr, g.sd_epochs, g.samples) == (35, 4e-4, 14, 10000)
+    assert (g.epochs, g.lr, g.sd_epochs, g.samples) == (45, 4e-4, 18, 10000)
 
 
 @pytest.mark.parametrize("argv, words", [
