@@ -271,7 +271,7 @@ def test_cpu_full_is_quick_then_its_own_options_and_not_part_of_a_models_identit
         {k: v for k, v in vars(quick).items() if k not in ("epochs", "quick", "cpu_full")}
     ident = runs.identity(full, "r")
     assert "cpu_full" not in ident and ident["epochs"] == 40
-    import gan                                                      # the GAN's: 35 epochs at twice the rate
+    import gan                                                      # the GAN's: 45 epochs at twice the rate
     g = data.parse_args(gan.build_parser(), ["--cpu-full"], presets=gan.PRESETS, check=gan.check)
     assert (g.epochs, g.lr, g.sd_epochs, g.samples) == (45, 4e-4, 18, 10000)
 
