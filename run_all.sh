@@ -10,9 +10,12 @@
 # Every cell is ONE call of a model script (python vae.py|gan.py|ddpm.py ...), so the scripts stay the
 # single source of truth; this file only enumerates cells, runs them, and renders the tables.
 #
-# Two phases share the D_u models. A D_u model (runs/<run>/<factor>-balanced-seed<s>/) serves both rare
-# digits, so phase 1 trains the oracles of each factor (oracles.py) and every D_u model once (the
-# scripts' `--stage u`), and phase 2 trains the D_r models and runs their z-tests (`--stage r`). No two
+# The D_u models are shared. A D_u model (runs/<run>/<factor>-balanced-seed<s>/) serves both rare digits,
+# so each is trained once, by its own cell (the scripts' `--stage u`); a D_r cell (`--stage r`) trains its
+# D_r model and runs the z-test once the D_u model's samples are there. The oracles of each factor
+# (oracles.py) go first; then every model trains in one pool, the longest models first, a D_r model
+# beside its D_u model rather than after it, so that both cores stay busy; a D_r cell that finished
+# before its D_u model runs its z-test in a last pass (it only evaluates: its model is trained). No two
 # running cells ever train the same model, so the runner needs no lock of its own.
 #
 # Resumable and idempotent. A cell whose output already exists is skipped (--force redoes it); an
@@ -223,7 +226,7 @@ common=(--runs "$runs"); [[ -n "$preset" ]] && common+=("$preset"); [[ $force -e
 common+=("${shared[@]}" "${extra[@]}")
 
 # A cell is the record "name|file whose existence means done|D_u cell it needs|command", in two lists:
-# phase 1 (U: the oracles and the D_u models) and phase 2 (R: the D_r models and their z-tests).
+# U (the oracles and the D_u models) and R (the D_r models and their z-tests); --list prints U, then R.
 U=(); R=()
 add_cell() {   # $1 = U or R, $2 = name, $3 = done file, $4 = D_u cell it needs (or ""), rest = command
     local list="$1" rec="$2|$3|$4|"; shift 4
@@ -322,6 +325,11 @@ finish() {   # the cell in slot $1 ended with exit status $2
     dep="$(field "${slot_rec[$1]}" 2)"
     if [[ "$rc" -eq 0 && -z "$donef" ]]; then :          # the oracle step: its exit status says it all
     elif [[ "$rc" -eq 0 && ! -e "$donef" && -n "$dep" && ! -e "$runs/$dep/samples.npz" ]]; then
+        if [[ "$pass" == pool && -z "${bad_u[$dep]:-}" ]]; then     # the z-test waits for the last pass
+            deferred+=("${slot_rec[$1]}"); done_n=$((done_n - 1))
+            echo "=== $name trained $(date '+%F %T'): its z-test waits for $dep" >>"$log"
+            status trained "$name in $(hms "$took"); its z-test once $dep is done"; return 0
+        fi
         why="D_r model trained, but no D_u model $dep yet for the z-test: run its --stage u, then this again"
     elif [[ "$rc" -eq 0 && ! -e "$donef" ]]; then why="exit 0 but no $donef"
     elif [[ "$rc" -ne 0 ]]; then why="exit $rc: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | cut -c1-200)"; fi
@@ -365,11 +373,11 @@ run_cells() {   # run the given cell records, $jobs at a time, and wait for all 
                 done_n=$((done_n + 1)); skipped=$((skipped + 1)); status skip "$name (output exists)"; continue
             fi    # made with another preset: the script says so (exit 2) rather than mixing them in a table
         fi
+        reap "$jobs"     # (first: a D_u model that has just failed blocks its D_r cells)
         if [[ -n "$dep" && -n "${bad_u[$dep]:-}" ]]; then
             done_n=$((done_n + 1)); failed+=("$name: not run, its D_u model $dep failed")
             status FAILED "$name not run: its D_u model $dep failed"; continue
         fi
-        reap "$jobs"
         for ((slot = 0; slot < jobs; slot++)); do [[ -n "${slot_pid[slot]:-}" ]] || break; done
         log="$(log_of "$name")"; mkdir -p "$(dirname "$log")"
         printf '=== %s start %s\n$ %s\n' "$name" "$(date '+%F %T')" "$cmd" >>"$log"
@@ -386,8 +394,15 @@ run_cells() {   # run the given cell records, $jobs at a time, and wait for all 
 echo "run_all.sh: ${#U[@]} oracle and D_u cells, then ${#R[@]} D_r cells, $jobs at a time${gpus:+, on GPUs ${gpus[*]}}"
 echo "run_all.sh: logs in $out_dir/logs/, runs in $runs/"
 [[ -z "$cars_note" ]] || echo "note: $cars_note"
-run_cells "${U[@]}"      # phase 1: the oracles and every D_u model, once
-run_cells "${R[@]}"      # phase 2: the D_r models, each compared with its D_u model
+cost() {   # the order of the pool: the oracles, then the models by their time per cell, longest first
+    case "${1%%/*}" in oracles) echo 0 ;; ddpm) echo 1 ;; gan*) echo 2 ;; *) echo 3 ;; esac
+}
+pool=()
+for w in 0 1 2 3; do for rec in "${U[@]}" "${R[@]}"; do [[ "$(cost "$rec")" == "$w" ]] && pool+=("$rec"); done; done
+pass=pool; deferred=()
+run_cells "${pool[@]}"   # every model, once; a D_r cell whose D_u model is not done yet waits for ...
+pass=eval
+run_cells ${deferred[@]+"${deferred[@]}"}   # ... this pass, which only runs its z-test
 
 # --------------------------------------------------------------------------- summary
 n_failed=${#failed[@]}

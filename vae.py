@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import data
+import data   # data.*: data.py's own, plus Checkpoint, autocast... (study/runs.py), fit_gmm (study/mixture.py)
 import ztest
 
 # --------------------------------------------------------------------------- configuration

@@ -37,7 +37,9 @@ PRESETS = {
     "ddpm": [("quick/1", {"quick": True, "epochs": 8, "subset": 20000, "width": 32, "res_blocks": 1, "patch": 2,
                           "sample_steps": 25}, "8 epochs of 20,000 digits, width 32, DDIM 25 steps"),
              ("cpu-full/1", {"cpu_full": True, "epochs": 40, "subset": 20000, "width": 32, "res_blocks": 1,
-                             "patch": 2, "sample_steps": 25}, "quick/1 for 40 epochs")],
+                             "patch": 2, "sample_steps": 25}, "quick/1 for 40 epochs"),
+             ("cpu-full/2", {"cpu_full": True, "epochs": 40, "subset": 20000, "width": 24, "res_blocks": 1,
+                             "patch": 2, "sample_steps": 25}, "cpu-full/1 at width 24 (0.75x the time)")],
 }
 PRESETS["vae"].append(("cpu-full/1", {**PRESETS["vae"][-1][1], "quick": False, "cpu_full": True},
                        "quick/2: the VAE fits its data at --quick's length"))
@@ -46,6 +48,8 @@ PRESETS["gan"].append(("cpu-full/1", {**PRESETS["gan"][-1][1], "quick": False, "
 PRESETS["gan"].append(("cpu-full/2", {**PRESETS["gan"][0][1], "quick": False, "cpu_full": True, "epochs": 35,
                                       "lr": 4e-4}, "quick/1 at twice the rate (4e-4) for 35 epochs"))
 PRESETS["gan"].append(("cpu-full/3", {**PRESETS["gan"][-1][1], "epochs": 45}, "cpu-full/2 for 45 epochs"))
+PRESETS["gan"].append(("cpu-full/4", {**PRESETS["gan"][-1][1], "epochs": 30, "lr": 8e-4, "lr_d": 4e-4, "batch_size": 32,
+                                      "width": 24}, "30 epochs, width 24, batch 32, G at 8e-4 and D at 4e-4"))
 OLD_DEFAULTS = {"prior": "normal"}
 
 

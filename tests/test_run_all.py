@@ -26,7 +26,8 @@ RUN_ALL = ROOT / "run_all.sh"
 # The stand-in for a model script or ztest.py. It mimics the contract's run layout:
 # runs/<run>/<factor>-balanced-seed<s>/ for --stage u, runs/<run>/<factor>-rare<k>[-pin..-pout..]-seed<s>/
 # result.json for --stage r (without the D_u model it exits 0 with no result, as ztest does).
-# FAKE_FAIL=<substring of the cell> makes that cell exit 3; FAKE_SLEEP=<seconds> makes every cell that long.
+# FAKE_FAIL=<substring of the cell> makes that cell exit 3; FAKE_SLEEP=<seconds> makes every cell that long,
+# FAKE_SLEEP_U=<seconds> the D_u cells that much longer.
 FAKE = textwrap.dedent(r'''
     #!{python}
     import argparse, json, os, sys, time
@@ -78,7 +79,7 @@ FAKE = textwrap.dedent(r'''
     note("start", cell, os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES", "-"),
          "smoke" if a.smoke else "-", "force" if a.force else "-")
     print("fake training", cell, flush=True)
-    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")) + float(os.environ.get("FAKE_SLEEP_U", "0")) * (a.stage == "u"))
     if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in cell:
         print("fake failure", file=sys.stderr); sys.exit(3)
     if a.stage == "u":
@@ -317,7 +318,22 @@ def test_jobs_run_cells_at_once_one_gpu_each(fake):
     # both D_u cells start before either ends, each on its own GPU
     assert [l.split()[0] for l in lines[:2]] == ["start", "start"]
     assert sorted(l.split()[3] for l in lines[:2]) == ["3", "5"]
-    assert len(journal(fake, "end")) == 4
+    assert len(set(journal(fake, "end"))) == 4          # (a D_r cell ends twice when its z-test waits)
+
+
+def test_pool_trains_a_dr_model_beside_its_du_model_and_tests_it_last(fake):
+    """Both cores busy: the longest model first, its D_r cell beside its D_u cell; the D_r cell that
+    finished first (no D_u samples yet) runs its z-test in the last pass, counted once."""
+    r = run_all(fake, "--jobs", "2", "--models", "vae,ddpm", "--factors", "colour", "--rares", "1",
+                env={"FAKE_SLEEP_U": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    starts = journal(fake, "start")
+    assert starts[:2] == ["ddpm/colour-balanced-seed0", "ddpm/colour-rare1-seed0"]   # DM before the VAE
+    events = [l.split()[:2] for l in fake["journal"].read_text().splitlines() if l.startswith(("start", "end"))]
+    assert events.index(["start", "ddpm/colour-rare1-seed0"]) < events.index(["end", "ddpm/colour-balanced-seed0"])
+    assert "its z-test once ddpm/colour-balanced-seed0 is done" in r.stdout
+    assert (fake["out"] / "ddpm" / "colour-rare1-seed0" / "result.json").exists()
+    assert "5/5 cells" in r.stdout and ", 0 failed" in r.stdout
 
 
 def test_sweep_and_skew_tables_get_their_own_folders(fake):
