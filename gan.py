@@ -33,8 +33,7 @@ LATENT, WIDTH = 100, 32        # a 100-d Gaussian latent; channels of D's first 
 SD_LAMBDA, SD_SHARE = 0.8, 0.4  # section 6.3: lambda 0.8 for the first 80 of 200 epochs
 EMA_DECAY, PACK = 0.999, 2      # samples from an EMA of G (Yazici et al. 2019); D judges packs of 2 (PacGAN2)
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
-PRESETS = {"quick": {"epochs": 10, "samples": 10000},         # cpu_full: fits D_r, G faster than D, narrower
-           "cpu_full": {"epochs": 30, "lr": 8e-4, "lr_d": 4e-4, "batch_size": 32, "width": 24},
+PRESETS = {"quick": {"epochs": 10, "samples": 10000}, "cpu_full": {"epochs": 45, "lr": 4e-4},  # fits D_r
            "smoke": {"epochs": 1, "width": 8, "samples": 64}}
 
 
@@ -43,7 +42,6 @@ def build_parser():
     a, on_off = parser.add_argument, argparse.BooleanOptionalAction
     a("--sd-lambda", type=float, default=0.0, help=f"SD strength; 0 = plain GAN, {SD_LAMBDA:g} = GAN-SD (default: 0)")
     a("--sd-epochs", type=int, default=None, help="SD in the first N epochs (default: 40%% of --epochs, >= 1)")
-    a("--lr-d", type=float, default=None, help="D's learning rate; --lr is G's (default: --lr, as the paper)")
     a("--width", type=int, default=WIDTH, help=f"channels of D's first conv and G's last (default: {WIDTH})")
     a("--pack", type=int, default=PACK, help=f"images per pack that D judges (PacGAN); 1 = none (default: {PACK})")
     a("--spectral-norm", default=True, action=on_off, help="spectral normalisation of every D layer (default: on)")
@@ -55,12 +53,10 @@ def build_parser():
 def check(args):
     """Model-specific validation (data.parse_args: one line, exit 2); --sd-epochs follows --epochs."""
     args.sd_epochs = max(1, round(SD_SHARE * args.epochs)) if args.sd_epochs is None else args.sd_epochs
-    args.lr_d = args.lr if args.lr_d is None else args.lr_d
     bad = [(not 0 <= args.sd_lambda < float("inf"),                  # (also rejects nan)
             f"--sd-lambda must be a finite number >= 0 (got {args.sd_lambda:g}); 0 = plain GAN"),
            (not 0 <= args.sd_epochs <= args.epochs,
             f"--sd-epochs must lie in 0..--epochs ({args.epochs}) (got {args.sd_epochs})"),
-           (not args.lr_d > 0, f"--lr-d must be a number > 0 (got {args.lr_d:g})"),
            (not 0 <= args.ema_decay < 1, f"--ema-decay must be in [0, 1) (got {args.ema_decay:g}); 0 = no EMA"),
            (args.width < 1, f"--width must be >= 1 (got {args.width})"),
            (args.pack < 1 or args.batch_size % args.pack,
@@ -185,8 +181,7 @@ def train(which, args, dirs, device, started):
         return samples, ck.history, {}
     gen = data.set_seed(args.seed, device)
     G, D = build(args, data.image_shape(args), device, gen)
-    opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=lr, betas=BETAS, fused=True)
-                    for m, lr in ((G, args.lr), (D, args.lr_d)))        # --cpu-full: G at twice D's rate
+    opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=args.lr, betas=BETAS, fused=True) for m in (G, D))
     scaler = torch.amp.GradScaler(device.type, enabled=data.amp_dtype(device) == torch.float16)  # fp16 only
     ema = data.EMA(G, args.ema_decay) if args.ema_decay > 0 else None
     parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "scaler": scaler, **({"G_ema": ema} if ema else {})}

@@ -48,8 +48,6 @@ PRESETS["gan"].append(("cpu-full/1", {**PRESETS["gan"][-1][1], "quick": False, "
 PRESETS["gan"].append(("cpu-full/2", {**PRESETS["gan"][0][1], "quick": False, "cpu_full": True, "epochs": 35,
                                       "lr": 4e-4}, "quick/1 at twice the rate (4e-4) for 35 epochs"))
 PRESETS["gan"].append(("cpu-full/3", {**PRESETS["gan"][-1][1], "epochs": 45}, "cpu-full/2 for 45 epochs"))
-PRESETS["gan"].append(("cpu-full/4", {**PRESETS["gan"][-1][1], "epochs": 30, "lr": 8e-4, "lr_d": 4e-4, "batch_size": 32,
-                                      "width": 24}, "30 epochs, width 24, batch 32, G at 8e-4 and D at 4e-4"))
 OLD_DEFAULTS = {"prior": "normal"}
 
 
@@ -133,15 +131,22 @@ def table(folder):
 
 
 def main(argv=None):
-    from study.runs import atomic_write
+    from study.runs import atomic_write, output_problem
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder", help="a results folder with <run>/<cell>/result.json (e.g. results/quick)")
     p.add_argument("--write", action="store_true", help="also write FOLDER/presets.md (default: print only)")
+
+    def error(msg):                              # argparse's errors too: one line, exit 2
+        print(f"presets: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    p.error = error
     a = p.parse_args(argv)
     if not glob.glob(os.path.join(a.folder, "*", "*", "result.json")):
         print(f"presets: {a.folder!r} holds no <run>/<cell>/result.json; accepted: a results folder such as "
               f"results/quick", file=sys.stderr)
         return 2
+    if a.write and output_problem("--write into", a.folder):      # before any work
+        error(output_problem("--write into", a.folder))
     defs = "\n".join(f"| {fam} | {label} | {what} |" for fam, v in PRESETS.items() for label, _, what in v)
     text = ("# The presets of these results, and whether their models fit their data\n\n"
             f"`python -m study.presets {a.folder} --write` (study/presets.py: the checks and the presets' "
