@@ -25,7 +25,8 @@ from study.mixture import fit_gmm  # noqa: F401 (re-exported: vae.py --prior gmm
 from study.morpho import MORPH_OPS, RECIPE, RENDERINGS, morphometrics  # noqa: F401 (re-exported)
 from study.runs import (EMA, Checkpoint, atomic_write, fail, file_lock, json_safe, progress, save_preview,  # noqa
                         save_csv, save_json, save_text, text_grid, pick_device, set_seed, amp_dtype, autocast,
-                        cached_samples, check_identity, sample_key)   # ztest.py's reading of a finished cell
+                        cached_samples, check_identity, sample_key,   # ztest.py's reading of a finished cell
+                        SMOKE_LINE, check_paths, output_problem)      # the command lines' paths, checked
 
 # --- configuration ---------------------------------------------------------------------------
 FACTORS = ("colour",) + MORPH_OPS
@@ -412,8 +413,9 @@ def parse_args(parser, argv=None, presets=None, check=None):
     """Parse, apply the --quick / --smoke preset to every option the user did not set explicitly, then
     validate (common checks, then check(args) -> error string or None). Errors: one line, exit 2."""
     parser.error = fail                  # argparse's own errors: one line too
-    argv = cli.renamed(argv, cli.MODEL_RENAMES)   # --out, --stage both: the old names, with a notice
-    args, explicit = parser.parse_args(argv), cli.explicit(parser, argv)
+    args, argv = cli.parse(parser, argv, cli.MODEL_RENAMES, cli.MODEL_SIBLINGS)   # old names; --out-dir: a hint
+    check_paths(args, folders=("runs", "cache_dir"), inputs=("data_root",))   # before any work: nothing created
+    explicit = cli.explicit(parser, argv)
     for mode in [m for m in ("quick", "cpu_full", "smoke") if getattr(args, m)]:
         preset = {}
         for m in ("quick", mode) if mode == "cpu_full" else (mode,):    # --cpu-full: --quick, then its own
@@ -428,6 +430,8 @@ def parse_args(parser, argv=None, presets=None, check=None):
     msg = _check_common(args) or (check(args) if check else None)
     if msg:
         fail(msg)
+    if args.smoke:
+        print(SMOKE_LINE, flush=True)    # the first line of a smoke run: its verdicts mean nothing
     return args
 
 
@@ -528,9 +532,10 @@ def main(argv=None):
                    "dr.npz (x uint8 [N,3,28,28], y, f), to train a generator elsewhere (default: off)")
     p.add_argument("--out", help=argparse.SUPPRESS)     # the old name, a file: works one more release
     p.error = fail                              # argparse errors: one line, exit 2
-    args = p.parse_args(cli.renamed(argv, cli.DATA_RENAMES))       # --seed: the old name, with a notice
+    args = cli.parse(p, argv, cli.DATA_RENAMES, cli.DATA_SIBLINGS)[0]   # --seed: the old name, with a notice
     if args.out:
         cli.notice("--out FILE", "--out-dir DIR (it writes DIR/preview.png)")
+    check_paths(args, ("cache_dir",) + (() if args.out and not args.export else ("out_dir",)), inputs=("data_root",))
     args.out = args.out or os.path.join(args.out_dir, "preview.png")
     try:
         if args.dataset == "mnist":   # fail on bad values before any data work

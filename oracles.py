@@ -391,6 +391,7 @@ def check(args):
 
 def main(argv=None):
     args = build_parser().parse_args(cli.renamed(argv, cli.ORACLE_RENAMES))   # --recipe: the old name
+    data.check_paths(args, folders=("cache_dir",), inputs=("data_root",))      # before any work
     factors, sigmas = check(args)
     try:
         device = data.pick_device(args.device)

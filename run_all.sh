@@ -70,8 +70,9 @@ Tables (passed to ztest.py)
   --min-n N        a class with fewer than N samples in either model is "too few samples", never L;
                    0 = the paper's rule (default: 30, ztest.py's)
   --summary S      Table 4's rule: ours (L/M/?/-/n/b), paper (binary L/M, as the paper's Table 4),
-                   equivalence (L only when TOST shows it) or readable (ours, on the samples the
-                   label oracle reads with p > 0.9) (default: ours)
+                   equivalence (L only when TOST shows it), readable (ours, on the samples the
+                   label oracle reads with p > 0.9), calibrated, morphometric or answer (calibrated
+                   on colour, morphometric on the strokes; docs/readings.md) (default: ours)
   -h, --help       this help
 Options after -- go to every script as they are (e.g. -- --samples 500); use them with a fresh --runs.
 Exit status: 0 all cells done, 1 a cell (or the tables) failed, 2 bad option, 130/143 interrupted.
@@ -161,8 +162,8 @@ in_list "$stage" all u r || die "bad --stage '$stage'; accepted: all, u, r"
 [[ -z "$recipe" ]] || in_list "$recipe" robust paper || die "bad --oracles '$recipe'; accepted: robust, paper"
 ds=""; [[ -z "$data_seed" || "$data_seed" -eq 0 ]] || ds="-ds$((10#$data_seed))"   # the scripts' run names
 [[ -z "$min_n" || "$min_n" =~ ^[0-9]+$ ]] || die "bad --min-n '$min_n'; accepted: an integer >= 0"
-[[ -z "$summary" ]] || in_list "$summary" ours paper equivalence readable \
-    || die "bad --summary '$summary'; accepted: ours, paper, equivalence, readable"
+[[ -z "$summary" ]] || in_list "$summary" ours paper equivalence readable calibrated morphometric answer \
+    || die "bad --summary '$summary'; accepted: ours, paper, equivalence, readable, calibrated, morphometric, answer"
 reading=(); [[ -z "$min_n" ]] || reading+=(--min-n "$min_n"); [[ -z "$summary" ]] || reading+=(--summary "$summary")
 if [[ -z "$python" ]]; then
     if [[ -x "$HERE/.venv/bin/python" ]]; then python=".venv/bin/python"; else python="python3"; fi

@@ -10,7 +10,7 @@ report and the Fréchet distance (quality.py), the tables (tables.py), the audit
 and the figures. docs/readings.md explains the readings.
 
 Run it:
-    python ztest.py runs/ --out-dir results           # render Tables 1-4 from every result.json below runs/
+    python ztest.py runs/ --summary answer --out-dir results   # the answer's Table 4; Tables 1-4 to results/
     python ztest.py runs/ --summary paper --min-n 0    # the paper's reading of Table 4
     python ztest.py results/quick --null-check          # every reading on D_u models against their reseeded copy
     python ztest.py --u U.npz --r R.npz --factor colour --rare 1 --model MyGAN --save audit.json
@@ -30,7 +30,7 @@ from scipy.stats import norm
 import data
 import oracles
 import study.audit
-from study import calibration, figures, morphometry, paper, provenance, quality, readings, report, tables
+from study import calibration, cli, figures, morphometry, paper, provenance, quality, readings, report, tables
 from study.readings import (ALPHA, BASELINE_DEV, CONFIDENT, MARGIN, MIN_N, SUMMARIES, UNFIT, Reading, adjust_p,
                             check_count, check_prop, cohens_h, summary_letter, tost, z_two_sample)
 
@@ -208,8 +208,10 @@ def finished_result(dirs, args, eval_keys=()):
     path = os.path.join(dirs["r"], "result.json")
     if args.force or args.stage == "u" or not os.path.exists(path):
         return None
-    with open(path) as fh:
-        res = json.load(fh)
+    try:
+        res = tables.read_result(path)          # checked: a damaged file is one line, not a traceback
+    except ValueError as e:
+        data.fail(f"{e}; use --force to redo the cell")
     now = json.loads(data.sample_key(args, "r", eval_keys))
     if res.get("oracle_recipe", "paper") != args.oracles or any(res["identity"].get(k) != now[k] for k in eval_keys):
         return None                        # other oracles or other sampling: label again, or resample first
@@ -314,6 +316,7 @@ def build_parser():
     a("--save", help="audit: write the result JSON here (render it later with the others; default: none)")
     readings.add_options(p)          # --test, --correction, --alpha, --min-n, --summary, ... (study/readings.py)
     a("--out-dir", help="write tables.{txt,md,tex,json}, table CSVs and rows.csv here (default: print only)")
+    tables.add_option(p)             # --print: Table 4 in 100 columns, or every table (study/tables.py)
     a("--paper", help="the paper's Tables 1, 2, 4 as data (results/paper/paper-cells.csv): print, and write "
       "to --out-dir, the agreement of our Table 4 with the paper's under every reading and Tables 1-2 side "
       "by side (default: none)")
@@ -352,15 +355,9 @@ def _audit(args, reading):
 
 def render(results, args, reading, cells=None):
     """Tables 1-4 (printed; written with --out-dir), the paper side by side (cells: --paper), the figures."""
-    weak = [r["file"] for r in results if r.get("oracle_below_target") or r.get("oracle_smoke")]
-    if weak:
-        print(f"warning: {len(weak)} result(s) used smoke oracles or oracles under their accuracy target, e.g. "
-              f"{weak[0]}", file=sys.stderr)
     agg = aggregate(results, reading)
-    tabs = tables.tables(agg, reading)
-    print("\n".join(tables.render(t) for t in tabs))
-    if args.out_dir:
-        tables.export(results, [result_rows(res, reading) for res in results], tabs, agg, args.out_dir, reading)
+    tabs = tables.tables(agg, reading)     # printed (--print), written to --out-dir (study/tables.py)
+    tables.show(results, lambda res: result_rows(res, reading), agg, tabs, reading, args.print, args.out_dir)
     if cells:       # Table 4 under every reading (the paper's with --min-n 0), against the paper's
         aggs = {name: aggregate(results, reading._replace(summary=name, **({"min_n": 0} if name == "paper" else {})))
                 for name in SUMMARIES}
@@ -370,7 +367,8 @@ def render(results, args, reading, cells=None):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = cli.parse(build_parser(), argv, siblings=cli.ZTEST_SIBLINGS)[0]      # --runs-dir, --output: a hint
+    data.check_paths(args, ("out_dir", "figures", "cache_dir"), ("save",), ("data_root",))   # before any work
     try:
         reading = readings.from_args(args)
         cells = paper.load_paper(args.paper) if args.paper else None      # every input read before any output
@@ -386,6 +384,7 @@ def main(argv=None):
             raise ValueError("nothing to do: give result.json files or folders, or --u U.npz --r R.npz")
         if results and args.cell is not None:     # one cell's report (study/report.py), from its result.json
             res = report.pick(results, args.cell)
+            reading = report.begin(res, reading)     # a smoke run's line first; --summary answer: its factor's
             rows = result_rows(res, reading)
             if args.figures:       # its figures: P_u against P_r (eq. 1), the curves, Figure 3, labelled samples
                 figures.cell(res, rows, args, reading)

@@ -20,7 +20,6 @@ read here like the D_u half of a result.json.
 """
 import argparse
 import itertools
-import json
 import math
 import os
 import sys
@@ -29,6 +28,7 @@ from scipy.stats import norm
 
 import data
 from study.readings import SUMMARIES, TAU2, z_two_sample
+from study.tables import read_json, result_problem
 
 ALPHA = 0.05
 READINGS = ("all", "readable")             # all samples; the samples the label oracle reads with p > 0.9
@@ -202,21 +202,43 @@ def load(paths):
         files = [path] if os.path.isfile(path) else sorted(
             os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f in ("result.json", "du.json"))
         for f in files:
-            with open(f) as fh:
-                out.append(json.load(fh))
+            out.append(_checked(f, read_json(f, "results file")))
     return out
+
+
+def _checked(f, res):
+    """A result.json (tables.result_problem) or du.json read from file f; ValueError naming the file and
+    the field when it cannot be read."""
+    if isinstance(res, dict) and res.get("format") == DU_FORMAT:
+        why = None if isinstance(res.get("counts"), dict) and isinstance(res["counts"].get("u"), dict) else \
+            "field 'counts' must be {'u': {'n': [...], 'k': [...]}}"
+        for k in ("run_name", "factor", "seed"):
+            why = why or (None if k in res else f"is not a du.json (missing {k})")
+    else:
+        why = result_problem(res)
+        why = why or (None if "run_name" in res else "is not a result file of a model script (missing run_name)")
+    if why:
+        raise ValueError(f"{f} {why}" if why.startswith(("is ", "holds ")) else f"{f}: {why}")
+    return res
+
+
+def _fail(msg):
+    print(f"calibration: error: {msg}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", help="result.json files or folders holding them")
+    p.error = lambda msg: _fail(msg)             # argparse's errors too: one line, exit 2
     args = p.parse_args(argv)
     missing = [x for x in args.paths if not os.path.exists(x)]
     if missing:
-        print(f"calibration: error: {missing[0]} does not exist; accepted: result.json files or folders",
-              file=sys.stderr)
-        sys.exit(2)
-    results = load(args.paths)
+        _fail(f"{missing[0]} does not exist; accepted: result.json files or folders")
+    try:
+        results = load(args.paths)
+    except ValueError as e:
+        _fail(str(e))
     if not null_pairs(results):
         print("calibration: error: no model and factor has D_u models in two training seeds; accepted: "
               "results with at least two --seed values of one model and factor", file=sys.stderr)

@@ -11,7 +11,9 @@ One name per concept across data.py, the model scripts, oracles.py, ztest.py and
     --out-dir DIR        where tables, figures and files are written
 
 An old name keeps working for one release: it is replaced by the new one before parsing, with a
-one-line notice on stderr, and never means something else.
+one-line notice on stderr, and never means something else. An option that a command line does not have
+but that names a concept it calls otherwise (--out-dir on a model script, --runs-dir on ztest.py) is
+refused with one line that gives the right name (the *_SIBLINGS tables, parse).
 """
 import argparse
 import os
@@ -21,6 +23,30 @@ import sys
 MODEL_RENAMES = {"--out": "--runs"}, {("--stage", "both"): "all"}
 DATA_RENAMES = {"--seed": "--data-seed"}, {}
 ORACLE_RENAMES = {"--recipe": "--oracles"}, {}
+
+# Options a script does not have that name a sibling concept: {wrong option: where that concept is}, per
+# script. argparse alone says "unrecognized arguments"; these say which option is meant.
+_WRITES_RUNS = "the model scripts write under --runs DIR (default: runs)"
+_DATA_ROOT = "MNIST's folder is --data-root DIR"
+_ORACLES = "the oracles' recipe is --oracles robust|paper"
+MODEL_SIBLINGS = {**dict.fromkeys(("--out-dir", "--outdir", "--output", "--output-dir", "--results"), _WRITES_RUNS),
+                  **dict.fromkeys(("--runs-dir", "--run-dir", "--runs-folder"), "the runs folder is --runs DIR"),
+                  "--data-dir": _DATA_ROOT, "--recipe": _ORACLES}
+_ZTEST_WRITES = "ztest.py writes its tables under --out-dir DIR, its figures under --figures DIR and an audit's " \
+                "result as --save FILE"
+ZTEST_SIBLINGS = {**dict.fromkeys(("--output", "--outdir", "--output-dir", "--tables"), _ZTEST_WRITES),
+                  **dict.fromkeys(("--runs-dir", "--run-dir", "--runs-folder"),
+                                  "--runs DIR is the runs folder the model scripts wrote, an input (the samples "
+                                  "of --figures); result files and folders are its arguments"),
+                  "--results": "result.json files and folders are its arguments: ztest.py RESULTS... "
+                               "(e.g. ztest.py results/quick)",
+                  "--seed": "the seeds come from the result files; the oracles' data seed is --data-seed N",
+                  "--data-dir": _DATA_ROOT, "--recipe": _ORACLES}
+_DATA_WRITES = "data.py writes preview.png (with --export: du.npz and dr.npz) under --out-dir DIR"
+DATA_SIBLINGS = {**dict.fromkeys(("--output", "--outdir", "--output-dir"), _DATA_WRITES),
+                 **dict.fromkeys(("--runs", "--runs-dir"), _DATA_WRITES + "; --runs is the model scripts' "
+                                 "runs folder"),
+                 "--data-dir": _DATA_ROOT}
 
 
 def notice(old, new):
@@ -48,6 +74,29 @@ def renamed(argv, renames):
             opt, val = (opt, values[key]) if eq else (values[key], "")
         out.append(opt + eq + val)
     return out
+
+
+def sibling(parser, argv, siblings):
+    """The one-line error for the first option of argv that `parser` does not have and that names a
+    sibling concept ("--out-dir is not an option of gan.py: the model scripts write under --runs DIR"),
+    or None. Whatever follows "--" is left alone."""
+    for tok in argv:
+        if tok == "--":
+            return None
+        opt = tok.partition("=")[0]
+        if opt in siblings and opt not in parser._option_string_actions:
+            return f"{opt} is not an option of {parser.prog}: {siblings[opt]}"
+    return None
+
+
+def parse(parser, argv=None, renames=({}, {}), siblings=None):
+    """(args, argv): argv (None: sys.argv[1:]) with its old names replaced (renamed), refused with one
+    line through parser.error when it names a sibling concept (sibling), then parsed."""
+    argv = renamed(argv, renames)
+    msg = sibling(parser, argv, siblings or {})
+    if msg:
+        parser.error(msg)
+    return parser.parse_args(argv), argv
 
 
 def explicit(parser, argv):

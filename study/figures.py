@@ -21,21 +21,67 @@ import PIL.Image
 
 import data
 import oracles
+from study.morphometry import NOUN
 from study.paper import our_letter
 from study.readings import summary_letter
 from study.tables import MNIST_CLASSES, MODEL_ORDER, cell_name, title
 
-LETTER_COLOURS = {"L": "#4daf4a", "M": "#e41a1c", "n": "#cccccc", "b": "#ff9f1c", "?": "#984ea3", "-": "#666666",
-                  "i": "#ffe066", "x": "#ffffff"}
-SHORT = {"L": "learned", "M": "memorised", "n": "too few samples", "b": "broken baseline", "?": "other direction",
-         "-": "z undefined", "i": "inconclusive", "x": "no readable counts"}
+LETTER_COLOURS = {"L": "#4daf4a", "M": "#e41a1c", "n": "#cccccc", "b": "#ff9f1c", "u": "#56b4e9", "?": "#984ea3",
+                  "-": "#666666", "i": "#ffe066", "x": "#eeeeee"}
+SHORT = {"L": "learned", "M": "memorised", "n": "too few samples", "b": "broken baseline", "u": "unfit",
+         "?": "other direction", "-": "z undefined", "i": "inconclusive", "x": "no counts for this reading"}
+NOT_RUN = {"fc": "#ffffff", "ec": "#999999"}     # a Table 4 cell not run yet: white, grey edge (no letter)
 READING_NAMES = {"ours": "our reading (all samples; n and b are never L or M)",
                  "readable": "the readable reading (the samples the label oracle reads with p > 0.9)",
                  "paper": "the paper's reading (L when p > 0.05, else M)",
-                 "equivalence": "the equivalence reading (L only when TOST shows |P_r - P_u| < 0.05)"}
+                 "equivalence": "the equivalence reading (L only when TOST shows |P_r - P_u| < 0.05)",
+                 "calibrated": "the calibrated reading (readable samples; the between-seed variance added to the test)",
+                 "morphometric": "the morphometric reading (the stroke measured, not the factor oracle; colour: x)"}
 Z95 = 1.959963984540054             # the two-sided 95% normal quantile of the Wilson interval
 NOT_LOSSES = ("epoch", "seconds", "lr", "sd_lambda")      # history columns that are not losses
 MAX_PNG = 150 * 1024                # results/README.md: every committed figure <= 150 KB
+# What each history column of the model scripts holds (vae.neg_elbo, gan.d_loss and g_loss,
+# ddpm.diffusion_loss): a curve panel's title and y label. Keyed (model, column); a column that means
+# the same in every model is keyed (None, column); a column named nowhere here is drawn under its name.
+CURVES = {("VAE", "loss"): ("VAE loss: negative ELBO\n= reconstruction + beta * KL", "negative ELBO (nats per image)"),
+          (None, "rec"): ("reconstruction term\n-log p(x | z), Bernoulli per pixel",
+                          "reconstruction loss (nats per image)"),
+          (None, "kl"): ("KL term\nKL(q(z | x) || N(0, I))", "KL term (nats per image)"),
+          (None, "loss_d"): ("D's loss: BCE(D(x), real)\n+ BCE(D(G(z)), fake) [+ SD penalty]",
+                             "discriminator loss (nats per image)"),
+          (None, "loss_g"): ("G's loss: -log D(G(z))\n(non-saturating)", "generator loss (nats per image)"),
+          ("DM", "loss"): ("DM loss: MSE of the eps or v prediction\n(min-SNR weighted unless --snr-gamma 0)",
+                           "diffusion loss (MSE per pixel, data in [-1, 1])"),
+          (None, "loss"): ("training loss", "training loss (as the model script logs it)")}
+
+
+def letter_style(letter):
+    """How a Table 4 letter is filled in every figure: {"fc", "ec", "hatch"}; None (not run) is NOT_RUN.
+    x (no counts for this reading) is hatched so that it is neither n's plain grey nor not run's white.
+    A letter with no colour raises ValueError: a new letter must get one here, not fall back to white."""
+    if letter is None:
+        return {**NOT_RUN, "hatch": None}
+    if letter not in LETTER_COLOURS:
+        raise ValueError(f"the letter {letter!r} has no colour in study/figures.py (LETTER_COLOURS); "
+                         f"accepted: {' '.join(LETTER_COLOURS)}")
+    hatch = "////" if letter == "x" else None
+    return {"fc": LETTER_COLOURS[letter], "ec": "#999999" if hatch else LETTER_COLOURS[letter], "hatch": hatch}
+
+
+def factor_values(res):
+    """The names of a result's two factor values, (f = 1, f = 0): colour green / red (data.colourise), a
+    stroke factor perturbed / plain (morphometry.NOUN: thick, swollen, ...), cars white / black
+    (data.load_cars)."""
+    if res["dataset"] == "cars":
+        return "white", "black"
+    if res["factor"] == "colour":
+        return "green", "red"
+    return NOUN.get(res["factor"], res["factor"]), "plain"
+
+
+def rare_things(res):
+    """The rare class in the plural, for legends: "1s" for MNIST's digit 1, "Volkswagens" for cars."""
+    return f"{res['classes'][res['rare']]}s"
 
 
 def _pyplot():
@@ -61,20 +107,25 @@ def _save_small(fig, path, dpi, colours=64):
 
 def plot_disc_loss(res, path):
     """Figure 3 from a GAN result (its "disc_loss": {"u", "r"} -> rows [epoch, factor, loss, sd] of the rare
-    class): D's loss w.r.t. the "real" label on the validation digits of the rare class, solid with the
-    factor and dashed without, for the models trained on D_u and D_r; the log 2 boundary (logit 0); the
-    SD phase shaded. The legend sits below the axes, where it covers no curve."""
-    fig, ax = _pyplot().subplots(figsize=(6.4, 4.6))
+    class): D's loss w.r.t. the "real" label on the validation images of the rare class, solid with the
+    factor and dashed without, each line named by its factor value and class ("D_r model, green 1s"),
+    for the models trained on D_u and D_r; the log 2 boundary (logit 0); the SD phase shaded. The legend
+    sits below the axes, where it covers no curve."""
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.8))
+    things, values = rare_things(res), factor_values(res)
     for w, colour in (("u", "tab:blue"), ("r", "tab:red")):
-        for v, style, what in ((1, "-", "with"), (0, "--", "without")):
+        for v, style in ((1, "-"), (0, "--")):
             pts = sorted((e, loss) for e, f, loss, _ in res["disc_loss"][w] if f == v)
             if pts:
-                ax.plot(*zip(*pts), style, color=colour, label=f"D_{w}, {what} the factor")
-    ax.axhline(math.log(2), color="green", ls=":", label="log 2 (logit 0)")
+                ax.plot(*zip(*pts), style, color=colour, label=f"D_{w} model, {values[1 - v]} {things}")
+    ax.axhline(math.log(2), color="green", ls=":", label="log 2: D undecided (logit 0)")
     if res.get("sd_epochs"):
         ax.axvspan(0.5, res["sd_epochs"] + 0.5, color="grey", alpha=0.15,
                    label=f"SD phase (lambda {res['config']['sd_lambda']:g})")
-    ax.set(xlabel="epoch", ylabel='D loss w.r.t. the "real" label (validation)', title=title(res))
+    what = "digit" if res["dataset"] == "mnist" else "class"
+    ax.set(xlabel="epoch", ylabel='D\'s BCE w.r.t. the "real" label (nats per image)')
+    ax.set_title(f'Figure 3: D\'s loss w.r.t. the "real" label\non the rare {what}\'s validation images '
+                 f"({values[0]} and {values[1]} {things})\n{cell_title(res)}", fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     fig.tight_layout()
     _save(fig, path, 100)
@@ -82,23 +133,26 @@ def plot_disc_loss(res, path):
 
 # --------------------------------------------------------------------------- Table 4 as a heat map
 def _table4_panel(ax, letters, cols, who):
-    """One heat map of Table 4: a square per (rare digit, factor, model) column and digit row, coloured by
-    letter; the model named under its column, the factor and rare digit over each group of four."""
+    """One heat map of Table 4: a square per (rare digit, factor, model) column and digit row, filled by
+    letter (letter_style); the model named under its column, the factor and rare digit over each group
+    of four."""
     plt, digits = _pyplot(), MNIST_CLASSES + ("Total",)
     for j, (k, f, m) in enumerate(cols):
         for i, d in enumerate(digits):
             letter = letters(k, f, d, m)
-            ax.add_patch(plt.Rectangle((j, i), 0.95, 0.95, color=LETTER_COLOURS.get(letter or "x", "#ffffff"),
-                                       ec="#999999" if letter is None else None, lw=0.3))
+            ax.add_patch(plt.Rectangle((j, i), 0.95, 0.95, lw=0.3, **letter_style(letter)))
             if letter and letter not in "LM":
                 ax.text(j + 0.47, i + 0.5, letter, ha="center", va="center", fontsize=6)
     ax.set(xlim=(0, len(cols)), ylim=(len(digits), 0))
-    ax.set_title(f"Table 4, {who}", fontsize=9, pad=14)
+    ax.set_title(f"Table 4, {who}", fontsize=9, pad=6)
     ax.set_yticks([i + 0.5 for i in range(len(digits))], ["all" if d == "Total" else d for d in digits], fontsize=7)
+    ax.set_ylabel("digit (all: every digit)", fontsize=7)
     ax.set_xticks([j + 0.47 for j in range(len(cols))], [m for _, _, m in cols], rotation=90, fontsize=6)
+    ax.set_xlabel("model", fontsize=7, labelpad=1)
     groups = ax.secondary_xaxis("top")
     groups.set_xticks([j * 4 + 2 for j in range(10)], [f"{f} (k={k})" for k in (1, 2) for f in data.FACTORS],
                       fontsize=7)
+    groups.set_xlabel("factor (k: the rare digit, the only one that carries it in D_r)", fontsize=7, labelpad=2)
     groups.tick_params(length=0)
     for j in range(1, 10):
         ax.axvline(j * 4 - 0.025, color="black", lw=0.8)
@@ -107,21 +161,22 @@ def _table4_panel(ax, letters, cols, who):
 
 def plot_table4(agg, paper, path, summary="ours"):
     """A heat map of Table 4 under the `summary` reading (agg: the results aggregated under it), seed 0:
-    ours alone, or below the paper's letters with `paper`; coloured by letter (LETTER_COLOURS); white:
-    not run."""
+    ours alone, or below the paper's letters with `paper`; filled by letter (letter_style), one legend
+    entry per letter and one for the cells not run (white, grey edge)."""
     plt = _pyplot()
     cols = [(k, f, m) for k in (1, 2) for f in data.FACTORS for m in MODEL_ORDER]
     panels = ([("the paper", lambda k, f, d, m: paper[(k, f, d, m)]["letter"])] if paper is not None else []) \
         + [("ours", lambda k, f, d, m: our_letter(agg, k, f, d, m))]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 0.9 + 3.3 * len(panels)), squeeze=False)
+    height = 1.3 + 3.6 * len(panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, height), squeeze=False)
     for ax, (who, letters) in zip(axes[:, 0], panels):
         _table4_panel(ax, letters, cols, who)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in LETTER_COLOURS.values()]
-    fig.legend(handles + [plt.Rectangle((0, 0), 1, 1, fc="white", ec="#999999")],
-               [f"{k}: {SHORT[k]}" for k in LETTER_COLOURS] + ["not run"], loc="lower center", ncol=9, fontsize=7,
+    keys = list(LETTER_COLOURS) + [None]
+    fig.legend([plt.Rectangle((0, 0), 1, 1, lw=0.5, **letter_style(k)) for k in keys],
+               [f"{k}: {SHORT[k]}" if k else "not run" for k in keys], loc="lower center", ncol=5, fontsize=7,
                frameon=False)
     fig.suptitle(f"Table 4 under {READING_NAMES.get(summary, summary)}; seed 0", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05 if paper is not None else 0.09, 1, 1))
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1))        # the legend's two rows: 0.45 inch
     _save(fig, path, 100)
 
 
@@ -139,10 +194,11 @@ def plot_samples(runs_dir, models, factor, rare, seed, path, n=8):
             x = z["x"][: n * n]
         grid = x.reshape(n, n, 3, 28, 28).transpose(0, 3, 1, 4, 2).reshape(n * 28, n * 28, 3)
         ax.imshow(grid, interpolation="nearest")
-        ax.set_title(m, fontsize=9)
+        ax.set_title(f"{m}: D_r model", fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"D_r samples, {factor}, rare digit {rare}, seed {seed}", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"D_r samples, {factor}, rare digit {rare}, seed {seed}\neach panel the model's first {n * n} "
+                 f"samples, {n} per row in the order drawn (rows and columns are not digits)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))          # room for the two-line suptitle, which tight_layout ignores
     _save_small(fig, path, 90)     # 64 colours: small enough to commit (README: figures <= 150 KB)
     return [m for m, _ in found]
 
@@ -160,11 +216,13 @@ def wilson(k, n, z=Z95):
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _pupr_panel(ax, rows, sfx, letters, rare):
+def _pupr_panel(ax, rows, sfx, letters, res):
     """One panel of plot_pupr: per class, and "all" set apart, P_u and P_r as bars with their 95% Wilson
-    intervals, the verdict letter above; the rare class shaded. Returns what it drew, read back from the
-    artists: {"P_u", "P_r": bar heights, "ci_u", "ci_r": [(lo, hi)] per bar, "letters"}."""
+    intervals, the verdict letter above (filled as in Table 4); the rare class shaded; res: the result.
+    Returns what it drew, read back from the artists: {"P_u", "P_r": bar heights, "ci_u", "ci_r": [(lo,
+    hi)] per bar, "letters"}."""
     x = np.arange(len(rows)) + 0.5 * (np.arange(len(rows)) == len(rows) - 1)
+    rare, value = res["rare"], factor_values(res)[0]
     ax.axvspan(rare - 0.5, rare + 0.5, color="gold", alpha=0.25, lw=0)
     drawn = {}
     for w, dx, colour, who in (("u", -0.2, "tab:blue", "D_u"), ("r", 0.2, "tab:red", "D_r")):
@@ -172,17 +230,20 @@ def _pupr_panel(ax, rows, sfx, letters, rare):
         ci = np.array([wilson(r[f"k_{w}{sfx}"], r[f"n_{w}{sfx}"]) for r in rows], dtype=float)
         err = np.clip(np.nan_to_num([p - ci[:, 0], ci[:, 1] - p]), 0, None)     # n = 0: no bar, no interval
         bars = ax.bar(x + dx, np.nan_to_num(p), 0.4, yerr=err, color=colour,
-                      capsize=2, error_kw={"lw": 0.8}, label=f"P_{w}: share with the factor, {who} model's samples")
+                      capsize=2, error_kw={"lw": 0.8}, label=f"P_{w}: share {value}, {who} model's samples")
         drawn[f"P_{w}"] = [b.get_height() for b in bars]
         drawn[f"ci_{w}"] = [(s[0][1], s[1][1]) for s in bars.errorbar.lines[2][0].get_segments()]
     for xi, letter in zip(x, letters):
         ax.text(xi, 1.04, letter, ha="center", va="bottom", fontsize=8, fontweight="bold",
-                bbox={"boxstyle": "round,pad=0.2", "fc": LETTER_COLOURS.get(letter, "#ffffff"), "ec": "none"})
+                bbox={"boxstyle": "round,pad=0.2", **letter_style(letter)})
     drawn["letters"] = [t.get_text() for t in ax.texts]
     names = [("all" if r["name"] == "Total" else str(r["name"])) + ("\n(rare)" if r["class"] == rare else "")
              for r in rows]
     ax.set_xticks(x, names, fontsize=8)
-    ax.set(xlim=(-0.6, x[-1] + 0.6), ylim=(0, 1.16), ylabel="share of the class's samples with f = 1")
+    what = "digit" if res["dataset"] == "mnist" else "class"
+    ax.set(xlim=(-0.6, x[-1] + 0.6), ylim=(0, 1.16))
+    ax.set_xlabel(f"{what} (the label oracle's call; all: every {what})", fontsize=8)
+    ax.set_ylabel(f"share of the {what}'s samples called {value} (f = 1)", fontsize=8)
     return drawn
 
 
@@ -200,10 +261,10 @@ def plot_pupr(res, rows, path, reading):
     if "verdict_read" in rows[0]:
         panels.append(("readable", "_read", [r["verdict_read"] for r in rows],
                        f"the readable reading: samples the label oracle reads with p > {reading.confidence:g}"))
-    fig, axes = _pyplot().subplots(len(panels), 1, figsize=(8, 0.9 + 3.1 * len(panels)), squeeze=False)
+    fig, axes = _pyplot().subplots(len(panels), 1, figsize=(8, 0.9 + 3.4 * len(panels)), squeeze=False)
     drawn = {}
     for ax, (name, sfx, letters, heading) in zip(axes[:, 0], panels):
-        drawn[name] = _pupr_panel(ax, rows, sfx, letters, res["rare"])
+        drawn[name] = _pupr_panel(ax, rows, sfx, letters, res)
         ax.set_title(heading, fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.12), ncol=2, frameon=False)
     shown = sorted({t for _, _, letters, _ in panels for t in letters}, key=list(LETTER_COLOURS).index)
@@ -252,10 +313,11 @@ def histories(res, folders=None):
     return {w: list(res.get("history", {}).get(w) or []) for w in ("u", "r")}
 
 
-def plot_curves(hist, path, heading):
+def plot_curves(hist, path, heading, model=None):
     """Training curves of a cell's models: one panel per loss column of their history (a val_ column
     dashed in its training column's panel; epoch, seconds, lr and sd_lambda are not losses), the D_u
-    model blue and the D_r model red. Returns {panel: {line label: [(epoch, value)]}} as drawn."""
+    model blue and the D_r model red; each panel titled and its y axis labelled by CURVES for `model`
+    (res["model"]: VAE, GAN, GAN-SD, DM). Returns {panel: {line label: [(epoch, value)]}} as drawn."""
     cols = sorted({k for rows in hist.values() for row in rows for k in row if k not in NOT_LOSSES})
     panels = [c for c in cols if not (c.startswith("val_") and c[4:] in cols)]
     if not panels:
@@ -269,7 +331,10 @@ def plot_curves(hist, path, heading):
                 if pts:
                     ax.plot(*zip(*pts), style, marker="o", ms=3, color=colour, label=f"D_{w} model{what}")
                     drawn.setdefault(col, {})[f"D_{w} model{what}"] = pts
-        ax.set(xlabel="epoch", title=col)
+        name, unit = CURVES.get((model, col)) or CURVES.get((None, col)) or (col, col)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(unit, fontsize=8)
         ax.legend(fontsize=7)
     missing = [f"D_{w}" for w in ("u", "r") if not hist.get(w)]
     fig.suptitle(f"training curves: {heading}" + (f"\nno history of the {' and '.join(missing)} model here (trained "
@@ -301,11 +366,12 @@ def plot_labelled_samples(res, folders, orc, path, n=8):
             ax.text((i % n) * s + 1, (i // n) * s + 1, str(res["classes"][yi])[:3] + ("*" if fi else ""),
                     color="white", fontsize=5, va="top", ha="left", bbox={"fc": "black", "alpha": 0.5, "pad": 0.4,
                                                                         "ec": "none"})
-        ax.set_title(f"D_{w} model's samples", fontsize=9)
+        ax.set_title(f"D_{w} model's first {len(y)} samples", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"{cell_title(res)}\nthe label oracle's class on each sample; *: the {res['factor']} oracle calls "
-                 f"f = 1 ({res.get('oracle_recipe', 'paper')} oracles)", fontsize=8)
-    fig.tight_layout()
+                 f"f = 1, {factor_values(res)[0]} ({res.get('oracle_recipe', 'paper')} oracles)\n{n} samples per row "
+                 "in the order drawn (rows and columns are not digits)", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))          # room for the three-line suptitle, which tight_layout ignores
     _save_small(fig, path, 110)
     return calls
 
@@ -330,7 +396,7 @@ def cell(res, rows, args, reading):
     plot_pupr(res, rows, out("pupr"), reading)
     written = [out("pupr")]
     if any(histories(res, folders).values()):
-        plot_curves(histories(res, folders), out("curves"), cell_title(res))
+        plot_curves(histories(res, folders), out("curves"), cell_title(res), res["model"])
         written.append(out("curves"))
     if res.get("disc_loss"):            # Figure 3: the GAN and the GAN-SD record D's loss per epoch
         plot_disc_loss(res, out("figure3"))

@@ -655,6 +655,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="data seed")
     p.add_argument("--factor", choices=STROKE_FACTORS, action="append", help="one factor (repeatable)")
     a = p.parse_args(argv)
+    data.check_paths(a, folders=("cache_dir",), inputs=("data_root",))      # before any work: nothing created
     if a.add:
         try:
             if a.runs and not os.path.isdir(a.runs):

@@ -34,6 +34,9 @@ UNFIT = 0.6            # ours: the rare digit of a D_r model that carries the fa
 TAU2 = {"all": 0.000312, "readable": 0.000555}
 SUMMARIES = ("ours", "paper", "equivalence", "readable", "calibrated", "morphometric")   # Table 4's rules
 SUFFIX = {"readable": "_read", "calibrated": "_cal", "morphometric": "_morph"}   # their row keys (result_rows)
+# The study's answer (README.md, "Which reading is the answer"): the calibrated reading on colour, the
+# morphometric one on the stroke factors. Not a rule of its own: a table resolves it per factor (answer_for).
+ANSWER = "answer"
 # How result files are read into tables: the test, the correction, alpha, the minimum count, the
 # equivalence margin, Table 4's summary rule, the baseline threshold and the readable reading's
 # thresholds, and the unfit threshold (None: off). The defaults are ours; the paper's are
@@ -78,8 +81,15 @@ def checked_counts(counts, rare, classes, test, correction, alpha, min_n, baseli
     C = len(classes)
     if isinstance(rare, bool) or not isinstance(rare, (int, np.integer)) or not 0 <= rare < C:
         raise ValueError(f"rare class must be an integer in 0..{C - 1}, got {rare!r}")
-    out = [[check_count(f"{w}.{a}[{i}]", v) for i, v in enumerate(counts[w][a])]
-           for w, a in (("u", "n"), ("u", "k"), ("r", "n"), ("r", "k"))]
+    try:
+        lists = [counts[w][a] for w, a in (("u", "n"), ("u", "k"), ("r", "n"), ("r", "k"))]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError(f"counts must be {{'u': {{'n': [...], 'k': [...]}}, 'r': {{...}}}}, got "
+                         f"{type(counts).__name__} {str(counts)[:40]}") from None
+    if not all(isinstance(v, (list, tuple, np.ndarray)) for v in lists):
+        raise ValueError(f"counts' n and k must be lists of counts, got {', '.join(type(v).__name__ for v in lists)}")
+    out = [[check_count(f"{w}.{a}[{i}]", v) for i, v in enumerate(vals)]
+           for (w, a), vals in zip((("u", "n"), ("u", "k"), ("r", "n"), ("r", "k")), lists)]
     for vals in out:
         if len(vals) != C:
             raise ValueError(f"counts need {C} classes, got {len(vals)}")
@@ -203,6 +213,17 @@ def summary_letter(row, how="ours", alpha=ALPHA, min_n=MIN_N):
     return "L" if math.isfinite(row["p_eq"]) and row["p_eq"] <= alpha else "i"
 
 
+def answer_for(factor):
+    """The reading that answers the study's question on `factor`: calibrated on colour (cars too), the
+    morphometric reading on thin, thick, swell and fracture."""
+    return "calibrated" if factor == "colour" else "morphometric"
+
+
+def resolve(summary, factor):
+    """The summary rule a cell of `factor` is read with: `summary`, or for "answer" answer_for(factor)."""
+    return answer_for(factor) if summary == ANSWER else summary
+
+
 # --------------------------------------------------------------------------- the readable reading
 def readable_masks(p_label, p_factor):
     """The samples the readable reading keeps, {key: bool mask [N]}: those the label oracle reads with
@@ -249,7 +270,8 @@ def add_options(p):
     a("--summary", default="ours", help="Table 4's rule: ours (L/M/?/-/n/b/u), paper (binary L/M, as the "
       "paper's Table 4), equivalence (L only when TOST shows it), readable (ours, on the samples the "
       "label oracle reads confidently), calibrated (readable, with the training noise in the test) or "
-      "morphometric (calibrated, on the stroke's measured call) (default: ours)")
+      "morphometric (calibrated, on the stroke's measured call), or answer (the study's answer: calibrated "
+      "on colour, morphometric on the stroke factors) (default: ours)")
     a("--unfit", type=float, default=UNFIT, help=f"the rare digit whose D_r share of the factor is below this "
       f"gets 'u' (unfit), never L or M; 0 = off (default: {UNFIT:g})")
     a("--baseline-dev", type=float, default=BASELINE_DEV, help=f"a class whose D_u share of the factor is "
@@ -270,8 +292,11 @@ def from_args(args):
         raise ValueError(f"--min-n {args.min_n} out of range; accepted: an integer >= 0 (0 = the paper's rule)")
     if not 0 < args.margin < 1:
         raise ValueError(f"--margin {args.margin:g} out of range; accepted: a proportion in (0, 1)")
-    if args.summary not in SUMMARIES:
-        raise ValueError(f"--summary {args.summary!r} not understood; accepted: {', '.join(SUMMARIES)}")
+    if args.summary not in SUMMARIES + (ANSWER,):
+        raise ValueError(f"--summary {args.summary!r} not understood; accepted: {', '.join(SUMMARIES + (ANSWER,))}")
+    if args.summary == ANSWER and getattr(args, "paper", None):
+        raise ValueError(f"--summary answer with --paper: the comparison reads each rule against the paper's; "
+                         f"accepted: --paper with --summary {', '.join(SUMMARIES)}")
     if not 0 < args.baseline_dev <= 0.5:
         raise ValueError(f"--baseline-dev {args.baseline_dev:g} out of range; accepted: 0 < d <= 0.5")
     if not 0 <= args.unfit <= 1:

@@ -7,14 +7,36 @@ cell's Table 4 letter under every reading, the sample-quality report, and where 
 ztest.py computes the z-table's rows and its text (eq. 1 is ztest's) and hands them down; nothing here
 imports ztest.
 """
+import sys
 
 import data
 from study import quality
-from study.readings import SUMMARIES, summary_letter
+from study.readings import SUMMARIES, resolve, summary_letter
 from study.tables import cell_name
 
 HOW = {"ours": "ours", "paper": "paper's", "equivalence": "equivalence", "readable": "readable", "calibrated": "calibrated",
        "morphometric": "morphometric"}
+
+
+SMOKE_ORACLES = "SMOKE ORACLES: oracles trained for seconds; the verdicts of this audit mean nothing."
+
+
+def smoke(res):
+    """The line a smoke result's report begins with, or None: data.SMOKE_LINE for a model script's --smoke
+    run (its config has smoke), SMOKE_ORACLES for an audit labelled by the smoke oracles (oracle_smoke)."""
+    if (res.get("config") or {}).get("smoke"):
+        return data.SMOKE_LINE
+    return SMOKE_ORACLES if res.get("oracle_smoke") else None
+
+
+def begin(res, reading):
+    """A cell's report begins: a smoke result's line first (smoke: on stdout for a model script's run, on
+    stderr beside the warnings for a --smoke audit). Returns the reading to report it with: --summary
+    answer becomes its factor's (readings.resolve)."""
+    line = smoke(res)
+    if line:
+        print(line, file=sys.stdout if line == data.SMOKE_LINE else sys.stderr)
+    return reading._replace(summary=resolve(reading.summary, res["factor"]))
 
 
 def pick(results, spec):

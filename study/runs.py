@@ -43,6 +43,92 @@ def fail(msg, code=2):
     sys.exit(code)
 
 
+SMOKE_LINE = "SMOKE RUN: seconds-long models and smoke oracles; its verdicts mean nothing."
+OUT_ACCEPTED = "accepted: a folder you can write to, or a new one under such a folder"
+
+
+def _read_only(folder):
+    """True when `folder` (an existing folder) cannot take new files. A folder whose permission bits
+    allow no write counts as read-only even for root (as data.py's data root does)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return True
+    return not os.stat(folder).st_mode & 0o222
+
+
+def _nearest(path):
+    """The deepest part of `path` that exists (the path itself when it does)."""
+    probe = os.path.normpath(path)
+    while not os.path.lexists(probe):
+        parent = os.path.dirname(probe)
+        if parent in ("", probe):
+            return parent or "."
+        probe = parent
+    return probe
+
+
+def output_problem(option, path, kind="folder"):
+    """Why `path`, given as `option`, cannot be written, as one line, or None when it can: an existing
+    file where a folder is expected (kind="folder") or a folder where a file is (kind="file"), a path
+    under a file, or a folder that cannot take new files. It creates and writes nothing, so a command
+    line can check every output before any work."""
+    if path is None or path == "":
+        return None if path is None else f"{option} is empty; {OUT_ACCEPTED}"
+    path = os.fspath(path)
+    accepted = OUT_ACCEPTED if kind == "folder" else \
+        "accepted: a file path in a folder you can write to (the folder is created when new)"
+    if kind == "folder" and os.path.exists(path) and not os.path.isdir(path):
+        return f"{option} {path} is a file, not a folder; {accepted}"
+    if kind == "file" and os.path.isdir(path):
+        return f"{option} {path} is a folder, not a file; {accepted}"
+    base = _nearest(path if kind == "folder" else os.path.dirname(path) or ".")
+    if not os.path.isdir(base):
+        return f"{option} {path} lies under {base}, which is not a folder; {accepted}"
+    if _read_only(base):
+        return f"{option} {path}: the folder {base} is not writable; {accepted}"
+    return None
+
+
+def check_outputs(folders=(), files=()):
+    """Every output of a command line checked right after parsing, before any work: (option, path)
+    pairs of the folders it writes into and of the files it writes (None: not asked for). The first
+    problem stops it with one line and exit 2 (output_problem); nothing is created."""
+    for kind, pairs in (("folder", folders), ("file", files)):
+        for option, path in pairs:
+            msg = output_problem(option, path, kind)
+            if msg:
+                fail(msg)
+
+
+INPUTS = {"data_root": "a folder holding MNIST/raw/ (or one to download it into)"}   # input folders: accepted
+
+
+def check_paths(args, folders=(), files=(), inputs=()):
+    """A command line's paths, checked right after parsing and before any work (one line, exit 2, nothing
+    created): the attributes of args named in `folders` (output folders), `files` (output files) and
+    `inputs` (input folders, INPUTS); those it lacks or that are None are skipped. The option is named
+    after the attribute: out_dir is --out-dir."""
+    opt = lambda k: "--" + k.replace("_", "-")
+    for k in inputs:
+        msg = input_folder_problem(opt(k), getattr(args, k, None), INPUTS.get(k, "a folder"))
+        if msg:
+            fail(msg)
+    check_outputs([(opt(k), getattr(args, k, None)) for k in folders], [(opt(k), getattr(args, k, None)) for k in files])
+
+
+def input_folder_problem(option, path, accepted):
+    """Why `path`, an input folder given as `option`, cannot be one, as one line, or None: it is a file,
+    or it lies under one. A folder that does not exist yet is the caller's to judge."""
+    if path is None:
+        return None
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{option} {path} is a file, not a folder; accepted: {accepted}"
+    base = _nearest(path)
+    if not os.path.isdir(base):
+        return f"{option} {path} lies under {base}, which is not a folder; accepted: {accepted}"
+    return None
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

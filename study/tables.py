@@ -13,12 +13,13 @@ import json
 import math
 import os
 import sys
+import textwrap
 
 import numpy as np
 
 import data
-from study.readings import (BASELINE_DEV, CONFIDENT, FACTOR_CONFIDENT, MIN_N, READ_KEYS, SUFFIX, UNFIT,
-                            Reading, summary_letter)
+from study.readings import (ANSWER, BASELINE_DEV, CONFIDENT, FACTOR_CONFIDENT, MIN_N, READ_KEYS, SUFFIX, UNFIT,
+                            Reading, resolve, summary_letter)
 
 MODEL_ORDER = ("VAE", "GAN", "GAN-SD", "DM")      # column order of Tables 1-4
 MNIST_CLASSES = data.MNIST_CLASSES
@@ -52,28 +53,139 @@ def title(res):
 
 
 # --------------------------------------------------------------------------- result files, cells
+# The result.json versions this code reads ("format"; a file without one predates it and is read as
+# version 1): ztest.evaluate and the audit write "rgf-result/1".
+RESULT_FORMATS = ("rgf-result/1",)
+COUNTS_SHAPE = "{'u': {'n': [...], 'k': [...]}, 'r': {'n': [...], 'k': [...]}}"
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _what(v):
+    """A value's type and its start, for an error line: str 'abc', list of 3, ..."""
+    if isinstance(v, (list, dict)):
+        return f"{type(v).__name__} of {len(v)}"
+    return f"{type(v).__name__} {str(v)[:30]!r}" if isinstance(v, str) else f"{type(v).__name__} {v!r}"
+
+
+def _counts_problem(counts, C, sides=("u", "r")):
+    """Why `counts` is not {side: {"n": C ints >= 0, "k": C ints, k <= n}} for each side, or None."""
+    if not isinstance(counts, dict):
+        return f"must be {COUNTS_SHAPE}, got {_what(counts)}"
+    for w in sides:
+        nk = counts.get(w)
+        if not isinstance(nk, dict) or not all(isinstance(nk.get(a), list) for a in ("n", "k")):
+            return f"must be {COUNTS_SHAPE}; its {w!r} is {_what(nk)}" + (
+                "" if not isinstance(nk, dict) else f" with n {_what(nk.get('n'))}, k {_what(nk.get('k'))}")
+        for a in ("n", "k"):
+            if len(nk[a]) != C or not all(_is_int(v) and v >= 0 for v in nk[a]):
+                return f"{w}.{a} must be {C} integer counts >= 0 (one per class), got {str(nk[a])[:60]}"
+        if any(k > n for n, k in zip(nk["n"], nk["k"])):
+            return f"{w}.k exceeds {w}.n in a class"
+    return None
+
+
+def result_problem(res):
+    """Why a result dict cannot be read (its "format" version, or the type of a field the tables, the
+    readings and the cell report use), as "field 'NAME' ...", or None. Optional fields are checked when
+    present."""
+    if not isinstance(res, dict):
+        return f"holds {_what(res)}, not a result object"
+    missing = [k for k in ("model", "dataset", "factor", "rare", "seed", "classes", "counts") if k not in res]
+    if missing:
+        return f"is not a result file (missing {', '.join(missing)})"
+    fmt_ = res.get("format", RESULT_FORMATS[0])
+    if fmt_ not in RESULT_FORMATS:
+        return f"field 'format' is {fmt_!r}; accepted: {', '.join(RESULT_FORMATS)} (a newer or another kind of file)"
+    for name, ok, accepted in _field_checks(res):
+        if not ok:
+            return f"field '{name}' is {_what(res[name])}; accepted: {accepted}"
+    return _nested_problem(res, len(res["classes"]))
+
+
+def _field_checks(res):
+    """[(field, its value is fine, what is accepted)] of a result's top-level fields."""
+    classes = res["classes"]
+    checks = [("model", isinstance(res["model"], str) and res["model"] != "", "a non-empty string"),
+              ("dataset", res["dataset"] in data.DATASETS, " or ".join(data.DATASETS)),
+              ("factor", res["factor"] in data.FACTORS, ", ".join(data.FACTORS)),
+              ("classes", isinstance(classes, list) and all(isinstance(c, str) for c in classes) and
+               len(classes) == len(data.class_names(res["dataset"])),
+               f"a list of the {len(data.class_names(res['dataset']))} class names of {res['dataset']}"),
+              ("rare", _is_int(res["rare"]) and isinstance(classes, list) and 0 <= res["rare"] < len(classes),
+               f"an integer class index 0..{len(classes) - 1 if isinstance(classes, list) else '?'}"),
+              ("seed", _is_int(res["seed"]) and res["seed"] >= 0, "an integer >= 0")]
+    checks += [(k, _is_num(res[k]) and 0 <= res[k] <= 1, "a number in [0, 1]") for k in ("p_in", "p_out") if k in res]
+    checks += [(k, isinstance(res[k], dict), "an object") for k in ("readable", "quality", "config", "history",
+                                                                     "tau2_held_out", "provenance")
+               if res.get(k) is not None]
+    checks += [(k, isinstance(res[k], bool), "true or false") for k in ("oracle_smoke", "oracle_below_target")
+               if k in res]
+    return checks + ([("morphometric", isinstance(res["morphometric"], dict), "an object")]
+                     if res.get("morphometric") else [])
+
+
+def _nested_problem(res, C):
+    """Why the counts (all, readable, morphometric) or another nested field of a result is not as the
+    readings read it, as "field 'NAME' ...", or None."""
+    why = _counts_problem(res["counts"], C)
+    if why:
+        return f"field 'counts' {why}"
+    for w, by_t in (res.get("readable") or {}).items():
+        if not isinstance(by_t, dict):
+            return f"field 'readable' must map u and r to {{threshold: counts}}; its {w!r} is {_what(by_t)}"
+        for t, nk in by_t.items():
+            why = _counts_problem({w: nk}, C, (w,))
+            if why:
+                return f"field 'readable' ({w}, threshold {t}) {why}"
+    if res.get("morphometric") and res["morphometric"].get("counts") is not None:
+        why = _counts_problem(res["morphometric"]["counts"], C)
+        if why:
+            return f"field 'morphometric.counts' {why}"
+    if res.get("tau2_held_out") and not all(_is_num(v) and v >= 0 for v in res["tau2_held_out"].values()):
+        return "field 'tau2_held_out' must map readings to numbers >= 0"
+    if isinstance(res.get("quality"), dict) and not all(isinstance(res["quality"].get(w), dict) for w in ("u", "r")):
+        return "field 'quality' must hold objects u and r (the sample-quality report)"
+    return None
+
+
+def read_json(f, what="result file"):
+    """The JSON object of file f; ValueError (one line naming the file) when it cannot be read."""
+    try:
+        with open(f) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {what} {f}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def read_result(f):
+    """The result dict of file f, checked (result_problem); ValueError naming the file and the field."""
+    res = read_json(f)
+    why = result_problem(res)
+    if why:
+        raise ValueError(f"{f} {why}" if why.startswith(("is ", "holds ")) else f"{f}: {why}")
+    return res
+
+
 def load_results(paths):
-    """Result dicts from result.json files and from folders searched for them."""
+    """Result dicts from result.json files and from folders searched for them, each checked
+    (result_problem): a bad file raises ValueError naming the file and the field."""
     files = []
     for p in paths:
         if os.path.isdir(p):
             files += sorted(os.path.join(d, "result.json") for d, _, fs in os.walk(p) if "result.json" in fs)
         else:
             files.append(p)
-    out = []
-    for f in files:
-        try:
-            with open(f) as fh:
-                res = json.load(fh)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read result file {f}: {e}") from None
-        missing = [k for k in ("model", "dataset", "factor", "rare", "seed", "classes", "counts")
-                   if not isinstance(res, dict) or k not in res]
-        if missing:
-            raise ValueError(f"{f} is not a result file (missing {', '.join(missing)})")
-        out.append({"p_in": 1.0, "p_out": 0.0, **res, "file": f})
+    out = [{"p_in": 1.0, "p_out": 0.0, **read_result(f), "file": f} for f in files]
     if not out:
-        raise ValueError(f"no result.json found in {', '.join(paths)}")
+        raise ValueError(f"no result.json found in {', '.join(paths)}; accepted: result.json files or folders "
+                         f"holding them (e.g. results/quick)")
     return out
 
 
@@ -101,15 +213,16 @@ def summarise(cell_rows, reading=Reading()):
     """{key: {seed: z-table rows}} -> per cell and class: the mean and spread (sample sd) of the finite z
     over seeds, the Table 4 letter of every seed under the reading's summary rule, and the D_u and D_r
     counts."""
-    sfx = SUFFIX.get(reading.summary, "")     # z and counts of the readable, calibrated or morphometric reading
     agg = {}
     for key, seeds in cell_rows.items():
+        how = resolve(reading.summary, key[1])     # "answer": calibrated on colour, morphometric on strokes
+        sfx = SUFFIX.get(how, "")     # z and counts of the readable, calibrated or morphometric reading
         per = [seeds[s] for s in sorted(seeds)]
         rows = []
         for i, row in enumerate(per[0]):
             z = np.array([r[i].get("z" + sfx, math.nan) for r in per], dtype=float)
             z = z[np.isfinite(z)]
-            v = "".join(summary_letter(r[i], reading.summary, reading.alpha, reading.min_n) for r in per)
+            v = "".join(summary_letter(r[i], how, reading.alpha, reading.min_n) for r in per)
             rows.append({"name": row["name"], "z_mean": float(z.mean()) if len(z) else math.nan,
                          "z_sd": float(z.std(ddof=1)) if len(z) > 1 else math.nan, "verdicts": v,
                          "n_L": v.count("L"),
@@ -210,6 +323,80 @@ def _table4(agg, groups, how):
                                   + "".join(f"; {s}: {LETTERS[s]}" for s in used) + "."}
 
 
+SHORT = {"L": "learned", "M": "memorised", "?": "significant the other way", "-": "z undefined",
+         "n": "too few samples", "b": "broken baseline", "u": "unfit", "i": "inconclusive",
+         "x": "no counts for this reading", ".": "not run"}
+
+
+def _wrap(text, width):
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False))
+
+
+def table4_compact(agg, reading=Reading(), width=100):
+    """Table 4 in at most `width` columns (beyond it only when one factor's column alone is wider): one
+    block per rare digit (and skew), one column per factor, each cell the letters of the models side by
+    side ("MMM MM M MMM": VAE GAN GAN-SD DM, one letter per seed; "." not run), a Count row of L per
+    model, then the count of L per model over the whole table. The text of ztest.py --print table4."""
+    out = [_wrap(f"Table 4: RGF learning (L) vs. memorization (M){_how(reading)}", width)]
+    per_model, letters = {}, []
+    for g in _groups(agg, "mnist"):
+        models = _models(agg, "mnist", g)
+        cols = []        # (factor, [[letters of model m] for each row], [L count per model])
+        for f in data.FACTORS:
+            cells = [agg.get(("mnist", f) + g + (m,)) for m in models]
+            if not any(cells):
+                continue
+            rows = [[c["rows"][i]["verdicts"] if c else "." for c in cells] for i in range(11)]
+            counts = [sum(r[m].count("L") for r in rows) for m in range(len(models))]
+            for m, model in enumerate(models):
+                vs = [r[m] for r in rows if r[m] != "."]
+                got = per_model.setdefault(model, [0, 0])
+                got[0] += sum(v.count("L") for v in vs)
+                got[1] += sum(len(v) - v.count("x") for v in vs)
+            letters += [r[m] for r in rows for m in range(len(models))]
+            cols.append((f, rows, counts))
+        out += ["", _wrap(f"RGF in digit {g[0]}{_skew(*g[1:])}; each cell: {' '.join(models)}, one letter per "
+                          f"seed", width)] + _blocks(cols, len(models), width)
+    if not per_model:
+        return ""
+    total_l, total = sum(v.count("L") for v in letters), sum(len(v) - v.count("x") - v.count(".") for v in letters)
+    out += ["", _wrap("L per model: " + ", ".join(f"{m} {l} of {n}" for m, (l, n) in
+                                                   sorted(per_model.items(), key=lambda kv: model_key(kv[0])))
+                      + f"; in all, {total_l} learned of {total}.", width)]
+    used = [c for c in SHORT if c not in "LM" and any(c in v for v in letters)]
+    out.append(_wrap("L: learned; M: memorised" + "".join(f"; {c}: {SHORT[c]}" for c in used)
+                     + " (docs/readings.md)", width))
+    return "\n".join(out)
+
+
+def _blocks(cols, n_models, width):
+    """The lines of one rare digit's compact Table 4: cols = [(factor, rows of letters per model, L count
+    per model)], as many factors side by side as `width` holds, then the next ones below."""
+    labels = list(MNIST_CLASSES) + ["all", "Count L"]
+    label_w, out, block = max(len(x) for x in labels + ["digit"]), [], []
+    used = label_w
+    for f, rows, counts in cols:           # each model's letters padded to one width down the column
+        w = [max(len(str(counts[m])), *(len(r[m]) for r in rows)) for m in range(n_models)]
+        body = [" ".join(r[m].ljust(w[m]) for m in range(n_models)).rstrip() for r in rows]
+        body.append(" ".join(str(counts[m]).ljust(w[m]) for m in range(n_models)).rstrip())
+        col_w = max(len(f), *(len(b) for b in body))
+        if block and used + 2 + col_w > width:
+            out += _grid(labels, block, label_w) + [""]
+            block, used = [], label_w
+        block.append((f, body, col_w))
+        used += 2 + col_w
+    return out + (_grid(labels, block, label_w) if block else [])
+
+
+def _grid(labels, block, label_w):
+    """Lines of the compact Table 4: the labels, then each (factor, cells, width) column."""
+    head = ["digit".rjust(label_w)] + [f.ljust(w) for f, _, w in block]
+    rule = ["-" * label_w] + ["-" * w for _, _, w in block]
+    lines = [head, rule] + [[lab.rjust(label_w)] + [body[i].ljust(w) for _, body, w in block]
+                            for i, lab in enumerate(labels)]
+    return ["  ".join(line).rstrip() for line in lines]
+
+
 def _table3(agg, group, how):
     """Table 3: CompCars; per model the D_r samples per make in black / white, and z."""
     head, body = ["make"], [[[(n, False)]] for n in ("Volkswagen", "Toyota", "Total")]
@@ -256,8 +443,11 @@ def _how(r):
     """The reading's words in a table's title; empty for our default reading."""
     return ("" if r.test == "one-sample" else f", {r.test} test") + \
         ("" if r.correction == "none" else f", {r.correction} correction") + \
-        ("" if r.summary == "ours" else f", {r.summary} summary") + ("" if r.min_n == MIN_N else f", min-n {r.min_n}") + \
-        ("" if r.summary not in SUFFIX else f" (label p > {r.confidence:g}" + (
+        ("" if r.summary == "ours" else f", {r.summary} summary") + \
+        ("" if r.min_n == MIN_N else f", min-n {r.min_n}") + \
+        ("" if r.summary not in SUFFIX and r.summary != ANSWER else " (" + (
+            "colour calibrated, stroke factors morphometric; " if r.summary == ANSWER else "")
+         + f"label p > {r.confidence:g}" + (
             f", factor p > {FACTOR_CONFIDENT:g}" if r.factor_confident else "") + ")") + \
         ("" if r.baseline_dev == BASELINE_DEV else f", baseline threshold {r.baseline_dev:g}") + \
         ("" if r.unfit == UNFIT else ", unfit rule off" if r.unfit is None else f", unfit threshold {r.unfit:g}")
@@ -271,6 +461,35 @@ def tables(agg, reading=Reading()):
     out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
     out += [_table_p(agg, g) for g in groups]
     return out + [_table3(agg, g, how) for g in _groups(agg, "cars")]
+
+
+# --------------------------------------------------------------------------- the command line's printout
+PRINTS = ("table4", "full")        # ztest.py --print
+
+
+def add_option(p):
+    """ztest.py's --print."""
+    p.add_argument("--print", choices=PRINTS, help="what to print: table4, Table 4 alone in at most 100 columns "
+                   "with the count of L per model (the default with --out-dir, which holds every table), or "
+                   "full, every table as wide text (the default without --out-dir)")
+
+
+def show(results, rows_of, agg, tabs, reading=Reading(), how=None, out_dir=None):
+    """ztest.py's tables: a warning for results of smoke or weak oracles, the printout (how: table4, the
+    compact Table 4, and Table 3 of the cars as it is; full: every table; None: table4 with out_dir, else
+    full), then every table written to out_dir (export; rows_of(result): its z-table)."""
+    weak = [r["file"] for r in results if r.get("oracle_below_target") or r.get("oracle_smoke")]
+    if weak:
+        print(f"warning: {len(weak)} result(s) used smoke oracles or oracles under their accuracy target, e.g. "
+              f"{weak[0]}", file=sys.stderr)
+    brief = (how or ("table4" if out_dir else "full")) == "table4"
+    if brief:
+        print("\n\n".join(x for x in [table4_compact(agg, reading)]
+                          + [render(t) for t in tabs if t["slug"] == "table3"] if x))
+    else:
+        print("\n".join(render(t) for t in tabs))
+    if out_dir:
+        export(results, [rows_of(res) for res in results], tabs, agg, out_dir, reading, brief)
 
 
 # --------------------------------------------------------------------------- the writer
@@ -301,9 +520,9 @@ def render(table, style="text"):
             + "\n\\end{table}\n")
 
 
-def export(results, rows, tabs, agg, out_dir, reading=Reading()):
+def export(results, rows, tabs, agg, out_dir, reading=Reading(), brief=False):
     """Write tables.{txt,md,tex,json}, one CSV per table and rows.csv (rows: every result's z-table, in
-    the order of results)."""
+    the order of results); then one line saying so (brief: a short one, for the compact printout)."""
     for style, ext in (("text", "txt"), ("md", "md"), ("tex", "tex")):
         data.save_text("\n".join(render(t, style) for t in tabs), os.path.join(out_dir, f"tables.{ext}"))
     for t in tabs:
@@ -318,4 +537,8 @@ def export(results, rows, tabs, agg, out_dir, reading=Reading()):
         [k + sfx for sfx in SUFFIX.values() for k in READ_KEYS] + ["file"]
     flat = [data.json_safe({k: {**res, **r}.get(k, "") for k in keys}) for res, rs in zip(results, rows) for r in rs]
     data.save_csv(flat, os.path.join(out_dir, "rows.csv"))
-    print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to {out_dir}")
+    if brief:
+        print(f"Every table under this reading (.txt, .md, .tex, .csv, .json) is in {out_dir}")
+    else:
+        print(f"wrote tables.txt/.md/.tex/.json, {', '.join(t['slug'] + '.csv' for t in tabs)} and rows.csv to "
+              f"{out_dir}")

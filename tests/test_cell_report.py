@@ -13,9 +13,10 @@ import re
 import pytest
 import torch
 
+import data
 import vae
 import ztest
-from study import provenance
+from study import provenance, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,11 +40,40 @@ def _blocks(text):
     return [b for b in text.split("\n\n") if b.strip()]
 
 
+def test_a_smoke_run_and_its_cell_report_begin_with_the_smoke_line(smoke_run, capsys):
+    path, printed = smoke_run
+    assert printed.splitlines()[0] == data.SMOKE_LINE, "the smoke run did not say first that its verdicts mean nothing"
+    assert printed.count(data.SMOKE_LINE) == 1
+    capsys.readouterr()
+    ztest.main([str(path), "--cell"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == data.SMOKE_LINE and out.count("SMOKE") == 1
+    assert json.loads(path.read_text())["config"]["smoke"] is True
+
+
+def test_a_non_smoke_cell_and_a_smoke_audit_do_not_begin_with_the_smoke_line(tmp_path, capsys):
+    committed = os.path.join(REPO, "results", "quick", "gan", "colour-rare1-seed0", "result.json")
+    ztest.main([committed, "--cell"])
+    cap = capsys.readouterr()
+    assert "SMOKE" not in cap.out + cap.err
+    res = json.loads(open(committed).read())
+    audit = {k: v for k, v in res.items() if k != "config"}         # an audit: no config, smoke oracles
+    (tmp_path / "audit.json").write_text(json.dumps({**audit, "oracle_smoke": True}))
+    ztest.main([str(tmp_path / "audit.json"), "--cell"])
+    cap = capsys.readouterr()
+    assert cap.out.startswith("GAN, colour, rare class 1, seed 0\n") and cap.err.splitlines()[0] == report.SMOKE_ORACLES
+    (tmp_path / "smoke.json").write_text(json.dumps({**res, "config": {**res["config"], "smoke": True}}))
+    ztest.main([str(tmp_path / "smoke.json"), "--cell"])
+    assert capsys.readouterr().out.splitlines()[:2] == [data.SMOKE_LINE, "GAN, colour, rare class 1, seed 0"]
+
+
 def test_cell_report_reprints_the_runs_own_z_table_and_quality_report(smoke_run, capsys):
     path, printed = smoke_run
     capsys.readouterr()
     ztest.main([str(path), "--cell"])
     out = capsys.readouterr().out
+    assert out.startswith(data.SMOKE_LINE + "\n")
+    out = out[len(data.SMOKE_LINE) + 1:]             # the smoke line, then the report as the run printed it
     ztable, letters, rest = _blocks(out)[0], _blocks(out)[1], _blocks(out)[2]
     assert ztable.startswith("VAE, colour, rare class 1, seed 0\n") and ztable in printed, \
         "the z-table differs from the one the run printed"
@@ -63,7 +93,7 @@ def test_cell_report_picks_a_cell_among_several_and_refuses_an_unknown_one(smoke
     path, _ = smoke_run
     runs = str(path.parent.parent.parent)
     ztest.main([runs, "--cell", "vae/colour-rare1-seed0"])
-    assert capsys.readouterr().out.startswith("VAE, colour, rare class 1, seed 0\n")
+    assert capsys.readouterr().out.startswith(data.SMOKE_LINE + "\nVAE, colour, rare class 1, seed 0\n")
     with pytest.raises(SystemExit) as e:
         ztest.main([runs, "--cell", "gan/colour-rare1-seed0"])
     err = capsys.readouterr().err

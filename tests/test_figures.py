@@ -10,6 +10,8 @@ import json
 import os
 
 import matplotlib
+import matplotlib.colors
+import numpy as np
 import PIL.Image
 import pytest
 
@@ -18,7 +20,7 @@ import gan
 import oracles
 import vae
 import ztest
-from study import figures
+from study import figures, paper, tables
 from study.readings import Reading
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,3 +183,148 @@ def test_bad_cell_values_are_one_line_and_exit_2(argv, words, tmp_path, capsys):
     err = cap.err.strip()
     assert e.value.code == 2 and words in err and len(err.splitlines()) == 1, err
     assert "Traceback" not in err and cap.out == "" and not out.exists()
+
+
+# --------------------------------------------------------------------------- figures that explain themselves
+def _spy_figures(monkeypatch):
+    """Every figure study/figures.py saves, as {file name: figure}, kept open after it is written."""
+    figs, save, save_small = {}, figures._save, figures._save_small
+
+    def keep(saver):
+        def spy(fig, path, *a, **k):
+            figs[os.path.basename(str(path))] = fig
+            saver(fig, path, *a, **k)
+        return spy
+    monkeypatch.setattr(figures, "_save", keep(save))
+    monkeypatch.setattr(figures, "_save_small", keep(save_small))
+    return figs
+
+
+def _legend_entries(legend):
+    """{label: (facecolour, edgecolour, hatch)} of a legend's patch entries."""
+    return {t.get_text(): (tuple(h.get_facecolor()), tuple(h.get_edgecolor()), h.get_hatch())
+            for t, h in zip(legend.get_texts(), legend.legend_handles)}
+
+
+def _agg_of(letters):
+    """An aggregate (ztest.aggregate's shape, seed 0) of VAE cells {(factor, rare): [11 letters]}; the
+    other cells not run."""
+    return {("mnist", f, k, 1.0, 0.0, "VAE"): {"seeds": [0], "rows": [{"verdicts": [v]} for v in vs]}
+            for (f, k), vs in letters.items()}
+
+
+def test_every_letter_of_the_tables_has_a_colour_and_an_unknown_one_fails_in_one_line():
+    assert set(tables.LETTERS) <= set(figures.LETTER_COLOURS) == set(figures.SHORT)
+    with pytest.raises(ValueError, match="no colour") as e:
+        figures.letter_style("Z")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("cell", ["vae/colour-rare2-seed0", "gan/thick-rare2-seed0"])
+def test_a_cell_with_an_unfit_rare_digit_draws_u_in_its_own_colour(cell, tmp_path, monkeypatch, capsys):
+    """--figures DIR --cell MODEL/CELL of a cell whose rare digit reads u (unfit) writes its figures (it
+    used to stop with "'u' is not in list"); the u above the rare digit is filled with u's colour, not x's
+    or not run's, and the footer names it."""
+    _committed(cell)
+    figs = _spy_figures(monkeypatch)
+    ztest.main([QUICK, "--figures", str(tmp_path), "--cell", cell])
+    assert "wrote" in capsys.readouterr().out
+    name = f"pupr-{cell.replace('/', '-')}.png"
+    _small_png(tmp_path / name)
+    boxes = [t for ax in figs[name].axes for t in ax.texts if t.get_text() == "u"]
+    assert boxes, f"no u drawn in {name}"
+    colour = {tuple(b.get_bbox_patch().get_facecolor()) for b in boxes}
+    assert colour == {matplotlib.colors.to_rgba(figures.LETTER_COLOURS["u"])}
+    others = {matplotlib.colors.to_rgba(figures.letter_style(k)["fc"]) for k in ("x", None)}
+    assert not colour & others, "u is filled like x or a cell not run"
+    footer = [t.get_text() for t in figs[name].texts if t.get_text().startswith("letters")]
+    assert footer and "u unfit" in footer[0], footer
+
+
+def test_table4_legend_and_squares_tell_u_x_and_not_run_apart(tmp_path, monkeypatch):
+    """The heat map's legend has an entry each for u, x and not run, no two alike, and each square is
+    filled as its legend entry says."""
+    figs = _spy_figures(monkeypatch)
+    agg = _agg_of({("colour", 1): ["M"] * 10 + ["u"], ("thin", 1): ["x"] * 11})     # the rest not run
+    figures.plot_table4(agg, None, tmp_path / "t4.png")
+    _small_png(tmp_path / "t4.png")
+    fig = figs["t4.png"]
+    entries = _legend_entries(fig.legends[0])
+    u, x, not_run = entries["u: unfit"], entries[f"x: {figures.SHORT['x']}"], entries["not run"]
+    assert len({u, x, not_run}) == 3, entries
+    assert len(set(entries.values())) == len(entries), "two legend entries look alike"
+    squares = {(round(p.get_x()), round(p.get_y())): (tuple(p.get_facecolor()), tuple(p.get_edgecolor()), p.get_hatch())
+               for p in fig.axes[0].patches}
+    # columns: (k, factor, model) with VAE first in each factor; rows: digits 0-9, then all (row 10)
+    assert squares[(0, 10)] == u and squares[(4, 0)] == x and squares[(1, 0)] == not_run
+
+
+def _labelled(fig, name):
+    """Every axes of a figure has an x and a y label, or, drawn without axes (an image grid), a title."""
+    for ax in fig.axes:
+        if ax.axison:
+            assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), f"{name}: an axes without x or y label"
+        else:
+            assert ax.get_title().strip(), f"{name}: an image panel without a title"
+
+
+def test_every_axes_of_every_figure_is_labelled(tmp_path, monkeypatch, capsys):
+    """The Table 4 heat maps (alone and beside the paper's), a cell's P_u/P_r chart, training curves of
+    each model (titled by what the column holds, not its name) and Figure 3, the sample grid and the
+    labelled samples: no axes without its labels."""
+    figs = _spy_figures(monkeypatch)
+    agg = _agg_of({("colour", 1): ["M"] * 10 + ["u"]})
+    figures.plot_table4(agg, None, tmp_path / "alone.png")
+    figures.plot_table4(agg, paper.load_paper(os.path.join(REPO, "results", "paper", "paper-cells.csv")),
+                        tmp_path / "beside.png")
+    for cell in ("vae/colour-rare2-seed0", "gan-sd/colour-rare1-seed0", "ddpm/thick-rare1-seed0"):
+        _committed(cell)
+        ztest.main([QUICK, "--figures", str(tmp_path), "--cell", cell])
+    capsys.readouterr()
+    rng = np.random.default_rng(0)
+    for w in ("u", "r"):             # samples of a cell's two models, the oracles' calls faked
+        os.makedirs(tmp_path / "runs" / w)
+        np.savez(tmp_path / "runs" / w / "samples.npz", x=rng.integers(0, 256, (64, 3, 28, 28), dtype=np.uint8))
+    monkeypatch.setattr(oracles, "classify", lambda orc, x: (np.zeros(len(x), int), np.ones(len(x), int)))
+    res = _committed("vae/colour-rare2-seed0")
+    figures.plot_labelled_samples(res, {w: str(tmp_path / "runs" / w) for w in "ur"}, None, tmp_path / "lab.png")
+    grid_cell = tmp_path / "runs" / "vae" / "colour-rare1-seed0"       # plot_samples reads RUNS/RUN/CELL/samples.npz
+    os.makedirs(grid_cell)
+    os.replace(tmp_path / "runs" / "r" / "samples.npz", grid_cell / "samples.npz")
+    figures.plot_samples(str(tmp_path / "runs"), [("VAE", "vae")], "colour", 1, 0, tmp_path / "grid.png")
+    want = {"alone.png", "beside.png", "lab.png", "grid.png", "figure3-gan-sd-colour-rare1-seed0.png"} | \
+        {f"{kind}-{c.replace('/', '-')}.png" for kind in ("pupr", "curves")
+         for c in ("vae/colour-rare2-seed0", "gan-sd/colour-rare1-seed0", "ddpm/thick-rare1-seed0")}
+    assert want <= set(figs), sorted(want - set(figs))
+    for name, fig in figs.items():
+        _labelled(fig, name)
+    for name in (n for n in figs if n.startswith("curves-")):
+        titles = [ax.get_title() for ax in figs[name].axes]
+        assert not set(titles) & {"loss", "rec", "kl", "loss_d", "loss_g"}, f"{name}: bare column names {titles}"
+    assert any("KL term" in ax.get_ylabel() for ax in figs["curves-vae-colour-rare2-seed0.png"].axes)
+    assert "rows and columns" in figs["grid.png"]._suptitle.get_text()
+
+
+@pytest.mark.parametrize("factor,dataset,rare,with_f,without_f,things", [
+    ("colour", "mnist", 1, "green", "red", "1s"), ("thick", "mnist", 2, "thick", "plain", "2s"),
+    ("thin", "mnist", 1, "thin", "plain", "1s"), ("swell", "mnist", 1, "swollen", "plain", "1s"),
+    ("fracture", "mnist", 2, "fractured", "plain", "2s"), ("colour", "cars", 0, "white", "black", "Volkswagens")])
+def test_figure3_legend_names_the_factor_value_and_the_rare_class(factor, dataset, rare, with_f, without_f, things,
+                                                                   tmp_path, monkeypatch):
+    """Figure 3's lines read "D_r model, green 1s" / "D_r model, red 1s" (solid: f = 1, dashed: f = 0),
+    and its title says the loss is D's, w.r.t. the "real" label, on the rare class's validation images."""
+    figs = _spy_figures(monkeypatch)
+    classes = ["Volkswagen", "Toyota"] if dataset == "cars" else [str(d) for d in range(10)]
+    res = {"model": "GAN", "dataset": dataset, "factor": factor, "rare": rare, "classes": classes, "seed": 0,
+           "p_in": 1.0, "p_out": 0.0, "config": {"sd_lambda": 0.0}, "sd_epochs": 0,
+           "disc_loss": {w: [[e, v, 0.7 - 0.1 * e * v, 0] for e in (1, 2) for v in (0, 1)] for w in "ur"}}
+    figures.plot_disc_loss(res, tmp_path / "f3.png")
+    ax = figs["f3.png"].axes[0]
+    lines = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    for w in ("u", "r"):
+        assert lines.get(f"D_{w} model, {with_f} {things}") == "-", lines
+        assert lines.get(f"D_{w} model, {without_f} {things}") == "--", lines
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {f"D_r model, {with_f} {things}",
+                                                                  f"D_r model, {without_f} {things}"}
+    what = "digit" if dataset == "mnist" else "class"
+    assert 'w.r.t. the "real" label' in ax.get_title() and f"rare {what}'s validation images" in ax.get_title()

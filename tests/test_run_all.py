@@ -445,3 +445,5 @@ def test_min_n_and_summary_reach_the_scripts_and_the_tables(fake):
                        (["--summary", "bogus"], "--summary 'bogus'")):
         r = run_all(fake, "--list", *bad)
         assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1
+    for every in ("calibrated", "morphometric", "answer"):      # every reading ztest.py renders is accepted
+        assert run_all(fake, "--list", "--summary", every).returncode == 0

@@ -170,7 +170,7 @@ def test_tables_1_2_4_from_result_files(tmp_path, capsys):
         _result(tmp_path / "runs", model, "colour", 1, 0, counts)
     _result(tmp_path / "runs", "DM", "thin", 2, 0, MEM)
     _result(tmp_path / "runs", "GAN", "thin", 3, 0, MEM, p_in=0.9)
-    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "results")])
+    ztest.main([str(tmp_path / "runs"), "--out-dir", str(tmp_path / "results"), "--print", "full"])   # every table
     out = capsys.readouterr().out
     assert "Table 1: z-scores, RGF in digit 1" in out and "Table 2: z-scores, RGF in digit 2" in out
     assert "z-scores, RGF in digit 3, p_in 0.9, p_out 0" in out and "Table 4" in out
@@ -708,3 +708,73 @@ def test_a_stroke_factors_measured_fit_decides_u_in_every_reading():
     res["morphometric"]["measures"]["r"]["thickness"] = stats(5.7)                    # fit 0.9
     row = ztest.result_rows(res)[1]
     assert (row["verdict"], row["verdict_read"], row["verdict_cal"], row["verdict_morph"]) == ("M",) * 4
+
+
+# --------------------------------------------------------------------------- the answer, printed (issue 39)
+QUICK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "quick")
+
+
+def _compact_letters(text):
+    """{(rare digit, factor, row): [letters per model]} from the compact Table 4 printout."""
+    got, rare, head = {}, None, None
+    for line in text.splitlines():
+        if line.startswith("RGF in digit "):
+            rare = int(line.split()[3].rstrip(";,"))
+        elif line.split()[:1] == ["digit"]:
+            head = line.split()[1:]
+        elif rare is not None and head and line.strip() and line.split()[0] in CLASSES + ("all",):
+            label, cells = line.split()[0], line.split()[1:]
+            per = len(cells) // len(head)
+            for j, f in enumerate(head):
+                got[(rare, f, label)] = cells[j * per:(j + 1) * per]
+    return got
+
+
+def _letters_of(agg):
+    """{(rare digit, factor, row): [letters per model]} of an aggregate, as Table 4 lays it out."""
+    return {(k[2], k[1], r["name"] if r["name"] != "Total" else "all"): [agg[k[:5] + (m,)]["rows"][i]["verdicts"]
+            for m in tables.MODEL_ORDER if k[:5] + (m,) in agg]
+            for k in agg for i, r in enumerate(agg[k]["rows"])}
+
+
+def test_the_quickstart_prints_the_answer_in_100_columns(tmp_path, capsys, monkeypatch):
+    """ztest.py results/quick --summary answer --out-dir DIR (README, Quickstart): Table 4 with colour under
+    the calibrated reading and the stroke factors under the morphometric one, every line <= 100 columns,
+    the L per model, where the full tables went; the letters are those of the calibrated / morphometric
+    readings of the same results."""
+    monkeypatch.chdir(tmp_path)                       # --out-dir answer: as short as the README's /tmp/tables
+    ztest.main([QUICK, "--summary", "answer", "--out-dir", "answer"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100 and len(out.splitlines()) < 60
+    assert out.startswith("Table 4: RGF learning (L) vs. memorization (M), answer summary (colour calibrated")
+    assert out.splitlines()[-1] == "Every table under this reading (.txt, .md, .tex, .csv, .json) is in answer"
+    per_model = next(line for line in out.splitlines() if line.startswith("L per model: "))
+    results = tables.load_results([QUICK])
+    rows = {key: {s: ztest.result_rows(res) for s, res in seeds.items()} for key, seeds in tables.cells(results).items()}
+    cal, morph = (_letters_of(tables.summarise(rows, readings.Reading(summary=h))) for h in ("calibrated", "morphometric"))
+    printed = _compact_letters(out)
+    assert len(printed) == 2 * 5 * 11 and set(printed) == set(cal)
+    for (k, f, row), letters in printed.items():
+        assert letters == (cal if f == "colour" else morph)[(k, f, row)], (k, f, row)
+    learned = sum(v.count("L") for v in printed.values())
+    decided = sum(len(v) - v.count("x") for vs in printed.values() for v in vs)
+    assert sum(v.count("L") for k, vs in cal.items() for v in vs) == 13 and decided == 330     # README's figures
+    assert per_model.startswith("L per model: VAE ") and per_model.endswith(f"in all, {learned} learned of {decided}.")
+    written = list(csv.reader(io.StringIO((tmp_path / "answer" / "table4.csv").read_text())))
+    assert written[2][1] == " / ".join(printed[(1, "colour", "1")])      # the files hold the same Table 4
+    assert "answer summary" in (tmp_path / "answer" / "tables.md").read_text()
+
+
+def test_print_full_and_print_table4_choose_the_printout(tmp_path, capsys):
+    for model, counts in (("VAE", LEARN), ("GAN", MEM), ("GAN-SD", MEM), ("DM", MEM)):
+        _result(tmp_path / "runs", model, "colour", 1, 0, counts)
+    runs = str(tmp_path / "runs")
+    ztest.main([runs, "--out-dir", str(tmp_path / "a")])                  # with --out-dir: Table 4 alone
+    short = capsys.readouterr().out
+    assert "Table 1" not in short and "\n      0  L  M M M\n" in short and "\nCount L  10 0 0 0\n" in short
+    assert "L per model: VAE 10 of 11, GAN 0 of 11, GAN-SD 0 of 11, DM 0 of 11; in all, 10 learned of 44." in short
+    ztest.main([runs, "--out-dir", str(tmp_path / "b"), "--print", "full"])   # today's printout: every table
+    assert "Table 1: z-scores" in capsys.readouterr().out
+    ztest.main([runs, "--print", "table4"])                                # compact without --out-dir too
+    assert capsys.readouterr().out == short[:short.index("\nEvery table")] + "\n"
+    assert (tmp_path / "a" / "tables.txt").read_text() == (tmp_path / "b" / "tables.txt").read_text()
