@@ -33,7 +33,7 @@ WIDTH, RES_BLOCKS, EMA_DECAY, SNR_GAMMA, WARMUP = 64, 2, 0.999, 5.0, 200   # min
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
 PRESETS = {"quick": {"subset": 20000, "epochs": 8, "width": 32, "res_blocks": 1, "patch": 2, "batch_size": 64,
                      "lr": 2e-3, "warmup": 100, "ema_decay": 0.995, "sample_steps": 25, "samples": 5000},
-           "cpu_full": {"epochs": 40, "width": 24},                      # --quick, 5x longer, narrower
+           "cpu_full": {"epochs": 40},                                   # --quick, 5x longer
            "smoke": {"epochs": 1, "width": 8, "res_blocks": 1, "batch_size": 64, "sample_steps": 5, "samples": 64}}
 SAMPLING = ("sample_steps", "eta", "sample_batch", "sampler")   # change the samples, not the model
 

@@ -39,7 +39,7 @@ PRESETS = {
              ("cpu-full/1", {"cpu_full": True, "epochs": 40, "subset": 20000, "width": 32, "res_blocks": 1,
                              "patch": 2, "sample_steps": 25}, "quick/1 for 40 epochs"),
              ("cpu-full/2", {"cpu_full": True, "epochs": 40, "subset": 20000, "width": 24, "res_blocks": 1,
-                             "patch": 2, "sample_steps": 25}, "cpu-full/1 at width 24 (0.75x the time)")],
+                             "patch": 2, "sample_steps": 25}, "cpu-full/1 at width 24 (0.75x the time): a candidate, not --cpu-full")],
 }
 PRESETS["vae"].append(("cpu-full/1", {**PRESETS["vae"][-1][1], "quick": False, "cpu_full": True},
                        "quick/2: the VAE fits its data at --quick's length"))
