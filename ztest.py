@@ -360,7 +360,7 @@ def render(results, args, reading, cells=None):
     tables.show(results, lambda res: result_rows(res, reading), agg, tabs, reading, args.print, args.out_dir)
     if cells:       # Table 4 under every reading (the paper's with --min-n 0), against the paper's
         aggs = {name: aggregate(results, reading._replace(summary=name, **({"min_n": 0} if name == "paper" else {})))
-                for name in SUMMARIES}
+                for name in SUMMARIES} | {reading.summary: agg}           # --summary answer: its Tables 1-2 too
         paper.compare(aggs, cells, reading, args.out_dir)
     if args.figures:
         figures.figures(results, args.figures, agg, cells, args.runs, reading.summary)

@@ -36,7 +36,8 @@ READING_NAMES = {"ours": "our reading (all samples; n and b are never L or M)",
                  "paper": "the paper's reading (L when p > 0.05, else M)",
                  "equivalence": "the equivalence reading (L only when TOST shows |P_r - P_u| < 0.05)",
                  "calibrated": "the calibrated reading (readable samples; the between-seed variance added to the test)",
-                 "morphometric": "the morphometric reading (the stroke measured, not the factor oracle; colour: x)"}
+                 "morphometric": "the morphometric reading (the stroke measured, not the factor oracle; colour: x)",
+                 "answer": "the study's answer (colour: the calibrated reading; strokes: the morphometric one)"}
 Z95 = 1.959963984540054             # the two-sided 95% normal quantile of the Wilson interval
 NOT_LOSSES = ("epoch", "seconds", "lr", "sd_lambda")      # history columns that are not losses
 MAX_PNG = 150 * 1024                # results/README.md: every committed figure <= 150 KB
@@ -177,7 +178,7 @@ def plot_table4(agg, paper, path, summary="ours"):
                frameon=False)
     fig.suptitle(f"Table 4 under {READING_NAMES.get(summary, summary)}; seed 0", fontsize=9)
     fig.tight_layout(rect=(0, 0.45 / height, 1, 1))        # the legend's two rows: 0.45 inch
-    _save(fig, path, 100)
+    _save_small(fig, path, 100, colours=256)     # a palette PNG: the hatched x squares stay under MAX_PNG
 
 
 def plot_samples(runs_dir, models, factor, rare, seed, path, n=8):

@@ -294,9 +294,6 @@ def from_args(args):
         raise ValueError(f"--margin {args.margin:g} out of range; accepted: a proportion in (0, 1)")
     if args.summary not in SUMMARIES + (ANSWER,):
         raise ValueError(f"--summary {args.summary!r} not understood; accepted: {', '.join(SUMMARIES + (ANSWER,))}")
-    if args.summary == ANSWER and getattr(args, "paper", None):
-        raise ValueError(f"--summary answer with --paper: the comparison reads each rule against the paper's; "
-                         f"accepted: --paper with --summary {', '.join(SUMMARIES)}")
     if not 0 < args.baseline_dev <= 0.5:
         raise ValueError(f"--baseline-dev {args.baseline_dev:g} out of range; accepted: 0 < d <= 0.5")
     if not 0 <= args.unfit <= 1:

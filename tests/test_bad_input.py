@@ -421,8 +421,6 @@ def test_a_folder_without_results_and_an_unknown_option_of_the_study_tools(tmp_p
 def test_an_unknown_print_or_summary(capsys):
     main_fails(capsys, ztest.main, [QUICK, "--print", "wide"], "--print", "'wide'", "table4", "full")
     main_fails(capsys, ztest.main, [QUICK, "--summary", "best"], "--summary 'best'", "answer")
-    main_fails(capsys, ztest.main, [QUICK, "--summary", "answer", "--paper", ROOT / "results/paper/paper-cells.csv"],
-               "--summary answer with --paper", "accepted: --paper with --summary ours")
 
 
 # --------------------------------------------------------------------------- issue 39: sibling options

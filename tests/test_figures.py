@@ -328,3 +328,13 @@ def test_figure3_legend_names_the_factor_value_and_the_rare_class(factor, datase
                                                                   f"D_r model, {without_f} {things}"}
     what = "digit" if dataset == "mnist" else "class"
     assert 'w.r.t. the "real" label' in ax.get_title() and f"rare {what}'s validation images" in ax.get_title()
+
+
+def test_the_answer_is_drawn_beside_the_paper(tmp_path, capsys):
+    """--summary answer with --paper (the README's headline figure): table4-answer.png, colour read by the
+    calibrated reading and the strokes by the morphometric one, under 150 KB."""
+    ztest.main([QUICK, "--summary", "answer", "--paper", os.path.join(REPO, "results", "paper", "paper-cells.csv"),
+                "--figures", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "Agreement with the paper's Table 4" in out and "Seeds (answer reading)" in out
+    _small_png(tmp_path / "table4-answer.png")

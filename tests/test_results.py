@@ -90,7 +90,7 @@ def _drawn_elsewhere():
 
 
 @pytest.mark.skipif(bool(_drawn_elsewhere()), reason=_drawn_elsewhere() or "")
-@pytest.mark.parametrize("summary", ["ours", "readable"])
+@pytest.mark.parametrize("summary", ["ours", "readable", "answer"])
 def test_committed_figures_are_redrawn_byte_for_byte(summary, tmp_path, monkeypatch, capsys):
     """ztest.py results/quick [--summary readable] --paper ... --figures draws Figure 3 of the GAN and the
     GAN-SD and table4-<summary>.png: each the committed file, byte for byte (the sample grid needs runs/)."""
