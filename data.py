@@ -25,7 +25,7 @@ from study.mixture import fit_gmm  # noqa: F401 (re-exported: vae.py --prior gmm
 from study.morpho import MORPH_OPS, RECIPE, RENDERINGS, morphometrics  # noqa: F401 (re-exported)
 from study.runs import (EMA, Checkpoint, atomic_write, fail, file_lock, json_safe, progress, save_preview,  # noqa
                         save_csv, save_json, save_text, text_grid, pick_device, set_seed, amp_dtype, autocast,
-                        cached_samples, check_identity, sample_key,   # ztest.py's reading of a finished cell
+                        cached_samples, save_samples, check_identity, sample_key,   # a finished cell; vae.py's two priors
                         SMOKE_LINE, check_paths, output_problem)      # the command lines' paths, checked
 
 # --- configuration ---------------------------------------------------------------------------

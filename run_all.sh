@@ -414,7 +414,7 @@ echo "run_all.sh: $done_n/$total cells in $(hms $((SECONDS - t0))): $((done_n - 
 # ztest.py renders the tables from the result files of this grid (Markdown tables.md, LaTeX tables.tex,
 # text, JSON, one CSV per table, rows.csv), several seeds aggregated per cell: mean and spread of z and
 # how many seeds give L. Each experiment gets its own folder, so that no table mixes them:
-#   results/                          Tables 1, 2, 4 (and 3 for cars): VAE / GAN / GAN-SD (0.8) / DM
+#   results/                          Tables 1, 2, 4 (and 3 for cars): VAE / VAE-mix / GAN / GAN-SD (0.8) / DM
 #   results/sd-sweep/lambda<L>/       GAN next to GAN-SD with lambda L (Appendix D), for a --lambdas sweep
 #   results/skew-pin<P>-pout<Q>/      the relaxed skew (Appendix E), with --skew
 render() {   # $1 = folder, rest = result files; those that exist are rendered, replacing older tables
@@ -437,10 +437,11 @@ if [[ ${#R[@]} -gt 0 ]]; then
     main=(); skewed=(); declare -A sweep=()
     for rec in "${R[@]}"; do
         name="$(field "$rec" 0)"; res="$(field "$rec" 1)"; run="${name%%/*}"
+        mix=(); [[ "$run" == vae* ]] && mix=("$runs/$run-mix/${name#*/}/result.json")   # vae.py's 2nd prior
         if [[ "$name" == *-pin*-pout* ]]; then
-            [[ "$run" == gan-sd?* ]] || skewed+=("$res")              # gan-sd<L>: only in the sweep
+            [[ "$run" == gan-sd?* ]] || skewed+=("$res" ${mix[@]+"${mix[@]}"})   # gan-sd<L>: only in the sweep
         else
-            [[ "$run" == gan-sd?* ]] || main+=("$res")
+            [[ "$run" == gan-sd?* ]] || main+=("$res" ${mix[@]+"${mix[@]}"})
             [[ "$run" == gan* ]] && sweep[$run]+="$res"$'\n'
         fi
     done

@@ -4,22 +4,23 @@ Section 4 of "Do Generative Models Learn Rare Generative Factors?": one convolut
 balanced dataset D_u and one on the skewed D_r of a factor; M samples from each, labelled by the oracles
 (section 5.2), give the z-scores of eq. 1 per class (the VAE column of Tables 1-4). `--beta B` weights
 the KL term (beta-VAE, Higgins et al. 2017), the mitigation of section 7, as the run VAE-b<B>.
-`--prior gmm` draws z from a Gaussian mixture fitted to the encoded training set instead of N(0, I)
-(ex-post density estimation, Ghosh et al. 2020): the CPU preset's VAE then draws its digits as often and
-as thick as it encodes them.
+Each trained model is sampled twice (`--prior each`): z ~ N(0, I), the paper's VAE, and "VAE-mix", z from
+a Gaussian mixture fitted to the encoded training set (Ghosh et al. 2020), which draws the digits as the
+model encodes them but puts mass only where D_r's pairs of digit and factor lie, so it favours M.
 
     python vae.py --factor colour --rare 1            # the full protocol: 30 epochs per model
-    python vae.py --factor colour --rare 1 --quick    # the CPU preset (7 epochs, --prior gmm)
-    python vae.py --factor thick --rare 2 --beta 4    # beta-VAE, saved in runs/vae-b4/
+    python vae.py --factor colour --rare 1 --quick    # the CPU preset (7 epochs)
+    python vae.py --factor thick --rare 2 --beta 4    # beta-VAE, saved in runs/vae-b4/ and runs/vae-b4-mix/
     python vae.py --dataset cars --rare 0             # CompCars 64x64, rare class = Volkswagen
 It writes runs/vae/<factor>-balanced-seed<s>/ (D_u) and runs/vae/<factor>-rare<k>-seed<s>/ (D_r, with
-result.json: the z-table).
+result.json: the z-table), the models and their N(0, I) samples, and the mixture's in runs/vae-mix/.
 
 Choices (the paper's appendix with the architectures is missing): a DCGAN-style conv encoder and decoder
 without batch norm, a 20-d latent, a Bernoulli likelihood per pixel and colour channel (beta = 1 is the
 plain ELBO; colour is never averaged to grey), Adam at lr 1e-3, batch 128, 30 epochs. Why, and what
 chose the presets: docs/models.md.
 """
+import argparse
 import math
 import os
 import time
@@ -38,7 +39,7 @@ COMPONENTS = 100                         # --prior gmm: mixture components
 
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
 PRESETS = {
-    "quick": {"epochs": 7, "samples": 10000, "prior": "gmm"},
+    "quick": {"epochs": 7, "samples": 10000},
     "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64, "components": 4},
 }
 SAMPLING = ("prior", "components")      # change the samples, not the trained model
@@ -50,8 +51,8 @@ def build_parser():
     a("--beta", type=float, default=1.0, help="weight of the KL term; 1 = the plain ELBO, > 1 = beta-VAE (default: 1)")
     a("--latent", type=int, default=LATENT, help=f"latent dimensions (default: {LATENT})")
     a("--width", type=int, default=WIDTH, help=f"channels of the first conv; doubles per stage (default: {WIDTH})")
-    a("--prior", default="normal", choices=("normal", "gmm"), help="where samples draw z: N(0, I), or a Gaussian "
-      "mixture fitted to the training set's posterior means (default: normal; --quick: gmm)")
+    a("--prior", default="each", choices=("normal", "gmm", "each"), help="z from N(0, I) (the paper's VAE), a "
+      "mixture fitted to the encoded training set (VAE-mix, runs/vae-mix/), or each from one model (default: each)")
     a("--components", type=int, default=COMPONENTS, help=f"components of --prior gmm (default: {COMPONENTS})")
     return parser
 
@@ -66,9 +67,10 @@ def check(args):
     return None
 
 
-def names(beta):
-    """Display name and run name: VAE / vae for beta = 1, VAE-b<B> / vae-b<B> otherwise."""
-    return ("VAE", "vae") if beta == 1 else (f"VAE-b{beta:g}", f"vae-b{beta:g}")
+def names(beta, prior="normal"):
+    """Display and run name: VAE / vae for beta = 1, else VAE-b<B> / vae-b<B>; + "-mix" for the mixture prior."""
+    name, run = ("VAE", "vae") if beta == 1 else (f"VAE-b{beta:g}", f"vae-b{beta:g}")
+    return (name + "-mix", run + "-mix") if prior == "gmm" else (name, run)
 
 
 # --------------------------------------------------------------------------- model
@@ -156,10 +158,9 @@ def train_epoch(model, opt, scaler, x, epoch, args, gen):
 
 def train(which, args, dirs, device, started):
     """Section 4 for one dataset: the VAE trained on D_u (which="u") or D_r ("r") in its own folder,
-    resumed after the last checkpointed epoch, then M samples. Returns (samples, history, timings)."""
+    resumed after the last checkpointed epoch. Returns (model, its training images or None when it was
+    trained in an earlier call, history, timings)."""
     ck = data.Checkpoint(dirs[which], args, which, device, started, eval_keys=SAMPLING)
-    if (samples := ck.finished_samples()) is not None:      # trained, and sampled with these settings
-        return samples, ck.history, {}
     gen = data.set_seed(args.seed, device)
     model = build(args, data.image_shape(args), device, gen)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)   # fused: one kernel per update
@@ -176,14 +177,22 @@ def train(which, args, dirs, device, started):
             losses = train_epoch(model, opt, scaler, x, epoch, args, gen)
             ck.save(parts, gen, {"epoch": epoch + 1, **losses, **validate(model, x_val, args.beta),
                                  "seconds": time.time() - t_epoch})
-        timings["train"], t0 = time.time() - t0, time.time()
-    gen_sample, prior = data.sampling_generator(args.seed, device), None
+        timings["train"] = time.time() - t0
+    return model, x, ck.history, timings
+
+
+def draw(model, x, which, args, folder, device, reuse=True):
+    """M samples of the trained model under args.prior into `folder` (samples.npz, keyed by the settings;
+    with reuse, those of an earlier call with the same settings). Returns (samples, seconds)."""
+    if reuse and (got := data.cached_samples(folder, args, which, SAMPLING)) is not None:
+        return got, 0.0
+    t0, gen_sample, prior = time.time(), data.sampling_generator(args.seed, device), None
     if args.prior == "gmm":            # the training set again, when the training ran in an earlier call
         x = data.load_split(args, which, device)[0] if x is None else x
         prior = data.fit_gmm(encode(model, x), args.components, gen_sample)   # EM: study/mixture.py
-    samples = ck.save_samples(sample(model, args.samples, gen_sample, prior))
-    timings["sample"] = time.time() - t0
-    return samples, ck.history, timings
+    os.makedirs(folder, exist_ok=True)
+    return data.save_samples(folder, sample(model, args.samples, gen_sample, prior), args, which, SAMPLING), \
+        time.time() - t0
 
 
 # --------------------------------------------------------------------------- sampling
@@ -231,16 +240,24 @@ def validate(model, x_val, beta):
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     args = data.parse_args(build_parser(), argv, presets=PRESETS, check=check)
-    name, run_name = names(args.beta)
     device, started = data.pick_device(args.device), time.time()
-    dirs = data.run_dirs(args, run_name)
-    if (res := ztest.finished_result(dirs, args, eval_keys=SAMPLING)) is not None:
-        return res
-    runs = {}
-    for which in data.stages(args):     # D_u, then D_r; the lock: D_u is shared by every rare class
-        with data.file_lock(os.path.join(dirs[which], ".lock")):
-            runs[which] = train(which, args, dirs, device, started)
-    return ztest.evaluate(args, name, run_name, dirs, runs, device, eval_keys=SAMPLING)
+    model_dirs = data.run_dirs(args, names(args.beta)[1])      # the trained models: runs/vae/<cell>/
+    done, todo = {}, []      # per prior (the mixture first): its result, or (args, name, run, folders, runs)
+    for prior in (("gmm", "normal") if args.prior == "each" else (args.prior,)):
+        a = argparse.Namespace(**{**vars(args), "prior": prior})
+        name, run_name = names(args.beta, prior)
+        done[prior] = ztest.finished_result(dirs := data.run_dirs(a, run_name), a, SAMPLING)
+        if done[prior] is None:
+            todo.append((a, name, run_name, dirs, {}))
+    for which in data.stages(args) if todo else ():    # D_u, then D_r; D_u is shared by every rare class
+        with data.file_lock(os.path.join(model_dirs[which], ".lock")):
+            model, x, history, timings = train(which, args, model_dirs, device, started)
+            for a, _, _, dirs, runs in todo:          # one trained model, sampled under each prior
+                samples, seconds = draw(model, x, which, a, dirs[which], device, reuse="train" not in timings)
+                runs[which] = (samples, history, {**timings, "sample": seconds})
+    for a, name, run_name, dirs, runs in todo:
+        done[a.prior] = ztest.evaluate(a, name, run_name, dirs, runs, device, eval_keys=SAMPLING)
+    return done.get("normal", done.get("gmm"))      # the paper's VAE, unless --prior gmm
 
 
 if __name__ == "__main__":

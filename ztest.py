@@ -5,9 +5,8 @@ L/M rule) and section 6 (Tables 1-4). The oracles (oracles.py) label the samples
 on D_u and on D_r; eq. 1 compares the factor's share per class; `evaluate`, which vae.py, gan.py and
 ddpm.py call after training, prints the z-table and saves result.json.
 
-The research machinery is in study/: our readings beyond the paper's (readings.py), the sample-quality
-report and the Fréchet distance (quality.py), the tables (tables.py), the audit, the paper comparison
-and the figures. docs/readings.md explains the readings.
+The research machinery is in study/: our readings (readings.py, calibration.py), the sample-quality report
+(quality.py), the tables, the audit, the paper comparison and the figures; docs/readings.md says why.
 
 Run it:
     python ztest.py runs/ --summary answer --out-dir results   # the answer's Table 4; Tables 1-4 to results/
@@ -54,15 +53,15 @@ def p_value(z):
     return math.nan if not math.isfinite(z) else float(2 * norm.sf(abs(z)))
 
 
-def verdict(z, p, c, rare, alpha=ALPHA, n=None, min_n=0, p_u=None, baseline_dev=None, p_r=None, unfit=None):
+def verdict(z, p, c, rare, alpha=ALPHA, n=None, min_n=0, p_u=None, baseline_dev=None, fit_hi=None, unfit=None):
     """Section 4's rule: "L" (learned) when p > alpha; "M" (memorised) when p <= alpha and either c = k
     with z > 0 or c != k with z < 0; "?" for any other significant deviation (the paper calls it rare);
     "-" when z is undefined. The Total row (c = None) counts as c != k: D_r has the factor in one class
     only, so memorisation lowers its overall share.
     Our letters come first and never give L or M (readings.our_letter): "n" (too few samples) when
     n = min(n_u, n_r) < min_n, "b" (broken baseline) when |P_u - 0.5| > baseline_dev, and for the rare
-    digit "u" (unfit) when its D_r share P_r < unfit. min_n = 0 and both None give the paper's rule."""
-    ours = readings.our_letter(n, min_n, p_u, baseline_dev, p_r if c == rare else None, unfit)
+    digit "u" (unfit) when its D_r fit's upper 95% bound fit_hi < unfit. min_n = 0, both None: the paper's."""
+    ours = readings.our_letter(n, min_n, p_u, baseline_dev, fit_hi if c == rare else None, unfit)
     if ours:
         return ours
     if not (math.isfinite(z) and math.isfinite(p)):
@@ -100,9 +99,9 @@ def rows_from_counts(counts, rare, classes, test="one-sample", correction="none"
     """The z-table from per-class counts {"u": {"n", "k"}, "r": {"n", "k"}}: one row per class plus
     Total, each with n, k, P for D_u and D_r, z, p, p_adj (corrected over the class rows; Total keeps its
     own p), Cohen's h, the verdict (taken on p_adj; "n" below min_n samples, "b" where |P_u - 0.5| >
-    baseline_dev, "u" where the rare digit's P_r < unfit; None switches those off), the TOST p-value p_eq
-    and the equivalence reading eq (readings.summary_letter). tau2: the calibrated test's training noise;
-    fit: the rare digit's measured fit (study/morphometry.py), which decides "u" in place of P_r."""
+    baseline_dev, "u" where the rare digit's fit (value, lower, upper: quality.cell_fit; None: from these
+    counts) has its upper bound < unfit; None switches those off), the TOST p-value p_eq and the
+    equivalence reading eq (readings.summary_letter). tau2: the calibrated test's training noise."""
     nu, ku, nr, kr = readings.checked_counts(counts, rare, classes, test, correction, alpha, min_n, baseline_dev)
     rows = []
     for c, name in list(enumerate(classes)) + [(None, "Total")]:
@@ -124,7 +123,7 @@ def rows_from_counts(counts, rare, classes, test="one-sample", correction="none"
         r["p_adj"] = float(pa)
         r["verdict"] = verdict(r["z"], r["p_adj"], None if r["class"] == "Total" else r["class"], rare, alpha,
                                min(r["n_u"], r["n_r"]), min_n, r["P_u"], baseline_dev,
-                               r["P_r"] if fit is None else fit, unfit)
+                               (readings.fit_bounds(kr[rare], nr[rare]) if fit is None else fit)[2], unfit)
         r["eq"] = summary_letter(r, "equivalence", alpha, min_n)
     return rows
 
@@ -142,9 +141,9 @@ def result_rows(res, reading=Reading()):
     """A result's z-table, recomputed from its counts so that any reading applies; each row also carries
     the readings on the readable samples (n_u_read ... verdict_read; z_cal ... verdict_cal, the calibrated
     test; z_morph ... verdict_morph, the morphometric call) when the result holds their counts."""
-    r, tau = reading, {**readings.TAU2, **(res.get("tau2_held_out") or {})}
+    r, tau = reading, {**readings.TAU2, **(res.get("tau2_cell") or {})}
     opts = (res["rare"], res["classes"], r.test, r.correction, r.alpha, r.min_n, r.margin, r.baseline_dev)
-    fit = morphometry.rare_fit(res)      # a stroke factor's measured fit decides "u" in every reading
+    fit = quality.cell_fit(res)    # the fit the cell's report prints decides "u" in every reading
     rows = rows_from_counts(res["counts"], *opts, tau2=tau["all"], unfit=r.unfit, fit=fit)
     for sfx, counts, test, tau2 in readings.extra_readings(res, r):
         for row, rd in zip(rows, rows_from_counts(counts, *opts[:2], test, *opts[3:], tau2, r.unfit, fit)):
@@ -166,11 +165,9 @@ format_rows = tables.format_rows     # a z-table as aligned text (study/tables.p
 def label_samples(orc, samples, dataset, factor, rare, p_in=1.0, p_out=0.0, root=None, cache_dir=None,
                   data_seed=0, min_n=MIN_N, smoke=False):
     """The oracles label every sample of {"u": uint8 [M,3,H,W], "r": ...}, from the models trained on D_u
-    and D_r. Returns (counts, readable, quality, morph): the per-class counts of all samples (eq. 1's
-    input), those of the readable reading at every threshold, the sample-quality report (study/quality.py:
-    the Fréchet distance to real held-out images, the label oracle's confident share on real images with
-    and without the factor, the rare digit's fit and tie) and, on a stroke factor, the morphometric
-    reading (study/morphometry.py; None on colour)."""
+    and D_r. Returns (counts, readable, quality, morph): eq. 1's per-class counts, the readable reading's
+    at every threshold, the sample-quality report (study/quality.py) and, on a stroke factor, the
+    morphometric reading (study/morphometry.py; None on colour)."""
     classes = data.class_names(dataset)
     calls = {w: oracles.classify(orc, samples[w]) for w in ("u", "r")}
     probs = {w: oracles.predict_proba(orc, samples[w]) for w in ("u", "r")}
@@ -278,8 +275,10 @@ def save_du(args, name, run_name, dirs, samples, device):
                                device=device, data_seed=args.data_seed, smoke=args.smoke, recipe_name=args.oracles)
     C = len(data.class_names(args.dataset))
     calls, probs = oracles.classify(orc, samples), oracles.predict_proba(orc, samples)
+    morph = morphometry.reading(orc, {"u": samples}, args.factor, args.rare, args.data_root, args.cache_dir,
+                                args.data_seed, args.smoke, halves=("u",))   # strokes: the morphometric null check's
     rec = calibration.du_record(vars(args), name, run_name, count_classes(*calls, C),
-                                readable_counts(*calls, *probs, C))
+                                readable_counts(*calls, *probs, C), morph)
     data.save_json(rec, os.path.join(dirs["u"], "du.json"))
     print(f"saved {os.path.join(dirs['u'], 'du.json')} (the D_u model's counts, for the null check)")
 
@@ -288,9 +287,8 @@ plot_disc_loss = figures.plot_disc_loss         # Figure 3 of a GAN result; gan.
 
 
 def null_check(results, reading=Reading()):
-    """The null check (study/calibration.py): two trainings of one D_u model in different seeds, read as
-    if one were the D_r model, under every summary rule of Table 4. The data are the same, so every class
-    should read L; {(rule, model, factor): [letter per class and pair]}."""
+    """The null check (study/calibration.py): two trainings of one D_u model in different seeds, read as if one
+    were the D_r model under every rule of Table 4; every class should read L. {(rule, model, factor): [letters]}."""
     letters = {}
     for res in calibration.null_results(results):
         rows = result_rows(res, reading._replace(unfit=None))[:-1]     # no rare digit: no unfit rule
@@ -357,6 +355,7 @@ def render(results, args, reading, cells=None):
     """Tables 1-4 (printed; written with --out-dir), the paper side by side (cells: --paper), the figures."""
     agg = aggregate(results, reading)
     tabs = tables.tables(agg, reading)     # printed (--print), written to --out-dir (study/tables.py)
+    calibration.note_tau2(tabs, results, reading.summary)    # the calibrated tables: where each tau^2 came from
     tables.show(results, lambda res: result_rows(res, reading), agg, tabs, reading, args.print, args.out_dir)
     if cells:       # Table 4 under every reading (the paper's with --min-n 0), against the paper's
         aggs = {name: aggregate(results, reading._replace(summary=name, **({"min_n": 0} if name == "paper" else {})))
@@ -375,11 +374,13 @@ def main(argv=None):
         if args.runs and not os.path.isdir(args.runs):
             raise ValueError(f"--runs {args.runs}: no such folder; accepted: a runs folder of the model scripts")
         if args.null_check:      # study/calibration.py: refuses results without two seeds of a D_u model
-            return print(calibration.format_null_letters(null_check(calibration.load(args.results), reading)))
+            both = calibration.load(args.results)       # every rule; then per model, factor and reading
+            return print(calibration.format_null_letters(null_check(both, reading)), "",
+                         calibration.format_null_check(*calibration.null_check(both, reading.alpha)), sep="\n")
         if args.u or args.r:
             results = _audit(args, reading)
         elif args.results:
-            results = tables.load_results(args.results)
+            results = calibration.load_results(args.results)
         else:
             raise ValueError("nothing to do: give result.json files or folders, or --u U.npz --r R.npz")
         if results and args.cell is not None:     # one cell's report (study/report.py), from its result.json

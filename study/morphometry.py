@@ -444,12 +444,12 @@ def _readable(orc, x):
     return x[keep], p.argmax(1)[keep].astype(np.int64)
 
 
-def _check_reading(samples, rare):
-    """The samples {"u", "r"} as uint8 [M,3,28,28] arrays, and rare in 0..9; else ValueError."""
+def _check_reading(samples, rare, halves=("u", "r")):
+    """The samples of `halves` as uint8 [M,3,28,28] arrays, and rare in 0..9; else ValueError."""
     if isinstance(rare, bool) or not isinstance(rare, (int, np.integer)) or not 0 <= rare <= 9:
         raise ValueError(f"rare class {rare!r}; accepted: an integer 0..9")
     out = {}
-    for w in ("u", "r"):
+    for w in halves:
         x = np.asarray(samples.get(w) if isinstance(samples, dict) else None)
         if x.dtype != np.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != (3, 28, 28):
             raise ValueError(f"samples[{w!r}]: {x.dtype} {list(x.shape)}; accepted: uint8 [M,3,28,28]")
@@ -457,7 +457,7 @@ def _check_reading(samples, rare):
     return out
 
 
-def reading(orc, samples, factor, rare, root=None, cache_dir=None, data_seed=0, smoke=False):
+def reading(orc, samples, factor, rare, root=None, cache_dir=None, data_seed=0, smoke=False, halves=("u", "r")):
     """The morphometric reading of a run: the D_u and D_r models' samples {"u", "r"} (uint8 [M,3,28,28])
     that the label oracle of `orc` (oracles.load_oracles) reads with p > 0.9 are measured and called
     with the per-class calibration on real val digits (cached_calibration; smoke: the small one).
@@ -466,17 +466,18 @@ def reading(orc, samples, factor, rare, root=None, cache_dir=None, data_seed=0, 
         factor-bearing (result.json's "counts" shape: eq. 1 takes it);
       "measures": {w: {measure: {"n", "mean", "sd"} per class}} for every name in MEASURES;
       "ends": real_ends(): real readable plain and factor-bearing test digits' main measure per class;
-      "main", "factor", "rare", "confidence", "calibration", "format"."""
+      "main", "factor", "rare", "confidence", "calibration", "format".
+    halves=("u",): the D_u model alone (du.json of a --stage u run: the morphometric null check reads it)."""
     if factor not in STROKE_FACTORS or orc.get("dataset", "mnist") != "mnist":
         return None
     from study.readings import CONFIDENT
-    samples = _check_reading(samples, rare)
+    samples = _check_reading(samples, rare, halves)
     cal = cached_calibration(factor, root, cache_dir, data_seed, smoke)
     out = {"format": FORMAT, "factor": factor, "rare": int(rare), "main": cal["main"],
            "confidence": CONFIDENT, "calibration": {"version": CAL_VERSION, "smoke": bool(smoke),
                                                     "data_seed": int(data_seed)},
            "ends": real_ends(orc, factor, root, cache_dir, data_seed, smoke), "counts": {}, "measures": {}}
-    for w in ("u", "r"):
+    for w in halves:
         x, y = _readable(orc, samples[w])
         m = measure(x)
         called = call(m, y, cal)

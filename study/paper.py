@@ -109,7 +109,7 @@ def compare(aggs, paper, reading, out_dir=None):
     """Print (and write to out_dir as compare.md) our Table 4's agreement with the paper's under the four
     readings (aggs: {reading name: aggregate}, one per SUMMARIES), and our Tables 1-2 beside the paper's,
     factor by factor, under `reading`."""
-    head = ["model", "factor", "cells"] + [f"{n}: same letter as the paper" for n in SUMMARIES]
+    head = ["model", "factor", "cells"] + [f"{n}: same letter as the paper" for n in aggs]   # (+ answer)
     rows = agreement(aggs, paper)
     text = ["### Agreement with the paper's Table 4 (seed 0)", ""] + _md(head, rows, "|" + "---|" * len(head))
     print("\nAgreement with the paper's Table 4 (seed 0)\n" + data.text_grid(head, rows))

@@ -43,6 +43,9 @@ PRESETS = {
 }
 PRESETS["vae"].append(("cpu-full/1", {**PRESETS["vae"][-1][1], "quick": False, "cpu_full": True},
                        "quick/2: the VAE fits its data at --quick's length"))
+PRESETS["vae"].append(("cpu-full/2", {**PRESETS["vae"][0][1], "quick": False, "cpu_full": True},
+                       "quick/1 (z ~ N(0, I), the paper's VAE); the same models' mixture samples (VAE-mix) read "
+                       "as cpu-full/1"))
 PRESETS["gan"].append(("cpu-full/1", {**PRESETS["gan"][-1][1], "quick": False, "cpu_full": True},
                        "quick/1: no longer GAN preset yet (its curve: docs/BENCHMARKS.md)"))
 PRESETS["gan"].append(("cpu-full/2", {**PRESETS["gan"][0][1], "quick": False, "cpu_full": True, "epochs": 35,
@@ -67,7 +70,7 @@ def preset(res):
     fam = _family(res.get("run_name", res.get("model", "")).lower())
     for label, opts, _ in reversed(PRESETS.get(fam, [])):
         if all(cfg.get(k) == v for k, v in opts.items()):
-            return label if res.get("run_name") == fam else label + "+"
+            return label if res.get("run_name") in (fam, fam + "-mix") else label + "+"   # -mix: resampled
     return "custom"
 
 

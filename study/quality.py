@@ -13,7 +13,8 @@ import numpy as np
 
 import data
 import oracles
-from study.readings import BASELINE_DEV, CONFIDENT, MIN_N
+from study import morphometry
+from study.readings import BASELINE_DEV, CONFIDENT, MIN_N, fit_bounds
 
 COLLAPSE = (0.2, 2.5)           # a class holding under 0.2x or over 2.5x its uniform share (2% / 25% of
                                 # MNIST samples) signals mode collapse
@@ -102,6 +103,19 @@ def oracle_fit(readable, rare, key=f"{CONFIDENT:g}"):
     v_tie = (v["r"] + v["u"] * ((1 - p["r"]) / (1 - p["u"])) ** 2) / (1 - p["u"]) ** 2 if p["u"] < 1 else math.nan
     return {"measure": "factor oracle", "fit_u": p["u"], "fit_u_ci": ci(p["u"], v["u"]), "fit_r": p["r"],
             "fit_r_ci": ci(p["r"], v["r"]), "tie": tie, "tie_ci": ci(tie, v_tie), "n_u": n["u"], "n_r": n["r"]}
+
+
+def cell_fit(res):
+    """The rare digit's fit in the D_r model, (value, lower, upper) with its 95% interval, as the cell's
+    report prints it: on a stroke factor the morphometric fit (study/morphometry.py), else the factor
+    oracle's share of the factor among the readable samples (oracle_fit), else among all samples
+    (results that predate the readable counts)."""
+    morph, key = res.get("morphometric"), f"{CONFIDENT:g}"
+    ft = morphometry.fit_tie(morph, res["rare"]) if morph else \
+        oracle_fit(res["readable"], res["rare"]) if key in (res.get("readable") or {}).get("r", {}) else None
+    if ft is None or ft["fit_r"] is None or not ft.get("fit_r_ci"):
+        return fit_bounds(res["counts"]["r"]["k"][res["rare"]], res["counts"]["r"]["n"][res["rare"]])
+    return (ft["fit_r"], *ft["fit_r_ci"])
 
 
 def format_fit(fit, rare_name):

@@ -26,8 +26,10 @@ CONFIDENT = 0.9        # ours: a sample is readable when the label oracle gives 
 # at each), optionally also requiring a confident factor oracle (P(f = 1) > 0.9 or < 0.1).
 CONFIDENCE_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 FACTOR_CONFIDENT = 0.9
-UNFIT = 0.6            # ours: the rare digit of a D_r model that carries the factor in under 60% of its samples
-                       # did not fit its data (every rare digit of D_r has it): letter "u" (docs/readings.md)
+UNFIT = 0.8            # ours: the rare digit of a D_r model whose fit (0 = real plain digits, 1 = real ones with
+                       # the factor, as every rare digit of D_r) is clearly below 0.8, its upper 95% bound under
+                       # 0.8, did not fit its data: letter "u" (docs/readings.md)
+Z95 = 1.959963984540054
 # The calibrated test's training noise: tau^2, the between-seed variance of a class's factor share P,
 # pooled over every null pair of results/quick (17 pairs, 170 classes) on all samples and on the readable
 # ones; `python -m study.calibration results/quick` measures it again (docs/readings.md).
@@ -167,22 +169,33 @@ def adjust_p(ps, method="none"):
 
 
 # --------------------------------------------------------------------------- our letters, Table 4's summaries
-def our_letter(n, min_n, p_u, baseline_dev, p_r=None, unfit=None):
+def our_letter(n, min_n, p_u, baseline_dev, fit_hi=None, unfit=None):
     """Our three rules, which come before the paper's and never give L or M: "n" (too few samples) when
     n = min(n_u, n_r) < min_n, where p > 0.05 is almost certain and no evidence of learning; "b" (broken
     baseline) when |P_u - 0.5| > baseline_dev: eq. 1 measures P_r against P_u, and the paper's premise
     (its Tables C.3-C.4) is a D_u model that draws the factor in about half of every class; "u" (unfit)
-    when p_r, the rare digit's share of the factor in the D_r model's samples, is below `unfit`: every
-    rare digit of D_r has the factor, so a D_r model far from that did not fit its data, and its rare
-    digit can neither memorise nor learn (the caller passes p_r for the rare digit only). None when none
-    applies; min_n = 0, baseline_dev = None and unfit = None switch them off."""
+    when fit_hi, the upper 95% bound of the rare digit's fit in the D_r model (fit_bounds), is below
+    `unfit`: every rare digit of D_r has the factor, so a D_r model clearly short of that did not fit its
+    data, and its rare digit can neither memorise nor learn (the caller passes fit_hi for the rare digit
+    only). None when none applies; min_n = 0, baseline_dev = None and unfit = None switch them off."""
     if n is not None and n < min_n:
         return "n"
     if baseline_dev is not None and p_u is not None and math.isfinite(p_u) and abs(p_u - 0.5) > baseline_dev:
         return "b"
-    if unfit is not None and p_r is not None and math.isfinite(p_r) and p_r < unfit:
+    if unfit is not None and fit_hi is not None and math.isfinite(fit_hi) and fit_hi < unfit:
         return "u"
     return None
+
+
+def fit_bounds(k, n):
+    """The rare digit's fit read from its D_r counts (colour: its share of the factor, the factor oracle
+    being exact on real digits): (k / n, lower, upper), a 95% normal interval as the quality report
+    prints it; nans when n = 0."""
+    if not n:
+        return math.nan, math.nan, math.nan
+    p = k / n
+    half = Z95 * math.sqrt(p * (1 - p) / n)
+    return p, p - half, p + half
 
 
 def summary_letter(row, how="ours", alpha=ALPHA, min_n=MIN_N):
@@ -246,13 +259,15 @@ def counts_of(res, reading):
 def extra_readings(res, reading):
     """The readings a result's rows carry beside the one on all samples: [(row-key suffix, counts, test,
     tau^2)] for the readable reading (the reading's own test), the calibrated one and, on a stroke
-    factor, the morphometric one (study/morphometry.py), each on the readable samples. tau^2 is TAU2,
-    the current pooled estimate, for every cell alike (a result.json's "tau2" records the one its run
-    was made with), or a null pair's estimate with its own factor left out ("tau2_held_out")."""
-    read, tau = counts_of(res, reading), {**TAU2, **(res.get("tau2_held_out") or {})}
+    factor, the morphometric one (study/morphometry.py), each on the readable samples. tau^2 is the
+    result's "tau2_cell" (study/calibration.attach_tau2: per model and factor where it has 3 D_u seeds,
+    else pooled; a null pair's, held out), or else TAU2, the committed pooled estimate (a result.json's
+    "tau2" records the one its run was made with); the morphometric reading without its own borrows the
+    oracle's readable tau^2."""
+    read, tau = counts_of(res, reading), {**TAU2, **(res.get("tau2_cell") or {})}
     out = [("_read", read, reading.test, tau["readable"]), ("_cal", read, "calibrated", tau["readable"])]
     morph = (res.get("morphometric") or {}).get("counts")
-    out.append(("_morph", morph, "calibrated", tau["readable"]))
+    out.append(("_morph", morph, "calibrated", tau.get("morph", tau["readable"])))
     return [x for x in out if x[1] is not None]
 
 
@@ -272,8 +287,8 @@ def add_options(p):
       "label oracle reads confidently), calibrated (readable, with the training noise in the test) or "
       "morphometric (calibrated, on the stroke's measured call), or answer (the study's answer: calibrated "
       "on colour, morphometric on the stroke factors) (default: ours)")
-    a("--unfit", type=float, default=UNFIT, help=f"the rare digit whose D_r share of the factor is below this "
-      f"gets 'u' (unfit), never L or M; 0 = off (default: {UNFIT:g})")
+    a("--unfit", type=float, default=UNFIT, help=f"the rare digit whose D_r fit has its upper 95%% bound below "
+      f"this gets 'u' (unfit), never L or M; 0 = off (default: {UNFIT:g})")
     a("--baseline-dev", type=float, default=BASELINE_DEV, help=f"a class whose D_u share of the factor is "
       f"further than this from 0.5 gets 'b' (broken baseline), never L or M, in (0, 0.5] (default: "
       f"{BASELINE_DEV:g})")

@@ -11,7 +11,7 @@ import sys
 
 import data
 from study import quality
-from study.readings import SUMMARIES, resolve, summary_letter
+from study.readings import SUMMARIES, TAU2, resolve, summary_letter
 from study.tables import cell_name
 
 HOW = {"ours": "ours", "paper": "paper's", "equivalence": "equivalence", "readable": "readable", "calibrated": "calibrated",
@@ -92,4 +92,9 @@ def cell(res, ztable, rows, reading):
         fit = res["quality"].get("fit") or ("u" in res.get("readable", {}) or None) and quality.oracle_fit(
             res["readable"], res["rare"])
         parts.append(quality.format_quality({**res["quality"], "fit": fit}, res["classes"], res["rare"]))
-    return "\n\n".join(parts) + "\n" + origin(res)
+    src = res.get("tau2_source") or {}
+    tau = {**TAU2, **(res.get("tau2_cell") or {})}
+    taus = "tau^2 of the calibrated tests: " + "; ".join(
+        f"{w} {tau.get(k, tau['readable']):.6f} ({src.get(k, 'pooled')})"
+        for k, w in (("readable", "oracle"), ("morph", "morphometric")) if k != "morph" or res.get("morphometric"))
+    return "\n\n".join(parts) + "\n" + taus + "\n" + origin(res)

@@ -28,8 +28,8 @@ NOTE_Z = "bold / *: the RGF is learned (L: p > 0.05 with at least min-n samples,
 LETTERS = {"L": "learned", "M": "memorised", "?": "significant in the other direction", "-": "z undefined",
            "n": "too few samples (n_u or n_r below min-n; never counted as L)",
            "b": "broken baseline (|P_u - 0.5| above the baseline threshold; never L or M)",
-           "u": "unfit (the D_r model draws its rare digit with the factor in under the unfit threshold of its "
-                "samples, though every rare digit of D_r has it; never L or M)",
+           "u": "unfit (the rare digit's fit in the D_r model, 0 = real plain digits, 1 = real ones with the "
+                "factor as every rare digit of D_r, has its upper 95% bound under the unfit threshold; never L or M)",
            "i": "inconclusive (neither shown equivalent nor shown to differ)",
            "x": "no counts for this reading in the result (colour has no morphometric reading; or made before "
                 "the reading existed)"}
@@ -123,7 +123,7 @@ def _field_checks(res):
               ("seed", _is_int(res["seed"]) and res["seed"] >= 0, "an integer >= 0")]
     checks += [(k, _is_num(res[k]) and 0 <= res[k] <= 1, "a number in [0, 1]") for k in ("p_in", "p_out") if k in res]
     checks += [(k, isinstance(res[k], dict), "an object") for k in ("readable", "quality", "config", "history",
-                                                                     "tau2_held_out", "provenance")
+                                                                     "tau2_cell", "provenance")
                if res.get(k) is not None]
     checks += [(k, isinstance(res[k], bool), "true or false") for k in ("oracle_smoke", "oracle_below_target")
                if k in res]
@@ -148,8 +148,8 @@ def _nested_problem(res, C):
         why = _counts_problem(res["morphometric"]["counts"], C)
         if why:
             return f"field 'morphometric.counts' {why}"
-    if res.get("tau2_held_out") and not all(_is_num(v) and v >= 0 for v in res["tau2_held_out"].values()):
-        return "field 'tau2_held_out' must map readings to numbers >= 0"
+    if res.get("tau2_cell") and not all(_is_num(v) and v >= 0 for v in res["tau2_cell"].values()):
+        return "field 'tau2_cell' must map readings to numbers >= 0"
     if isinstance(res.get("quality"), dict) and not all(isinstance(res["quality"].get(w), dict) for w in ("u", "r")):
         return "field 'quality' must hold objects u and r (the sample-quality report)"
     return None

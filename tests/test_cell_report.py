@@ -77,8 +77,9 @@ def test_cell_report_reprints_the_runs_own_z_table_and_quality_report(smoke_run,
     ztable, letters, rest = _blocks(out)[0], _blocks(out)[1], _blocks(out)[2]
     assert ztable.startswith("VAE, colour, rare class 1, seed 0\n") and ztable in printed, \
         "the z-table differs from the one the run printed"
-    quality, origin = rest.strip().rsplit("\n", 1)
+    quality, taus, origin = rest.strip().rsplit("\n", 2)
     assert quality.startswith("sample quality:") and quality in printed, "the quality report differs"
+    assert taus.startswith("tau^2 of the calibrated tests: oracle 0.000555 (pooled)")     # one seed: pooled
     # the letters under every reading: one row per class and Total, six readings
     lines = letters.splitlines()
     assert lines[1].split() == ["class", "ours", "paper's", "equivalence", "readable", "calibrated", "morphometric"]

@@ -39,6 +39,10 @@ def test_the_preset_follows_the_config():
     gmm = copy.deepcopy(res)
     gmm["config"].update(prior="gmm", components=100)
     assert presets.preset(gmm) == "quick/2"
+    assert presets.preset({**gmm, "run_name": "vae-mix"}) == "quick/2"     # the same models, resampled: no "+"
+    paper_vae = copy.deepcopy(res)
+    paper_vae["config"].update(quick=False, cpu_full=True)
+    assert presets.preset(paper_vae) == "cpu-full/2"                 # --cpu-full's VAE read from N(0, I)
     gmm["config"]["components"] = 10
     assert presets.preset(gmm) == "custom"
     gmm["config"]["quick"] = False

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 import data
+from study import calibration
 import ztest
 
 
@@ -344,6 +345,20 @@ def test_a_stroke_run_saves_the_calibrated_and_the_morphometric_readings(small_m
     assert {"fit_u", "fit_r", "tie", "measure"} <= set(res["quality"]["fit"])
     rows = ztest.result_rows(res)
     assert all("verdict_cal" in r and "verdict_morph" in r for r in rows)
+
+
+def test_a_stroke_d_u_run_keeps_its_morphometric_counts_in_du_json(small_mnist_root, cache_dir, tmp_path):
+    """--stage u on a stroke factor: du.json carries the D_u model's morphometric counts and measures, the
+    D_u half that the morphometric null check reads, equal to the D_u half of the D_r cell's result."""
+    common = ["--smoke", "--factor", "thick", "--data-root", small_mnist_root, "--cache-dir", cache_dir, "--samples", "50"]
+    main(parse(common + ["--stage", "u"], tmp_path))
+    du = json.loads((tmp_path / "tiny/thick-balanced-seed0/du.json").read_text())
+    assert set(du["morphometric"]["counts"]) == {"u"} and set(du["morphometric"]["measures"]) == {"u"}
+    main(parse(common + ["--stage", "r"], tmp_path))
+    res = json.loads((tmp_path / "tiny/thick-rare1-seed0/result.json").read_text())
+    assert du["morphometric"]["counts"]["u"] == res["morphometric"]["counts"]["u"]
+    assert calibration.du_tables([du])[("tiny", "thick", 0, 0)]["morph_nk"] == (
+        res["morphometric"]["counts"]["u"]["n"], res["morphometric"]["counts"]["u"]["k"])
 
 
 def test_written_files_have_the_usual_permissions(fakes, tmp_path):

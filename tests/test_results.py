@@ -29,6 +29,22 @@ def _has_results():
     return any("result.json" in files for _, _, files in os.walk(os.path.join(REPO, STUDY)))
 
 
+SEED0 = os.path.join("results", "cpu-full")        # the seed-0 study on the fitting presets (issue 38)
+SEED0_READINGS = {"tables": [], "tables-answer": ["--summary", "answer"]}
+
+
+@pytest.mark.parametrize("folder", [f for f in sorted(SEED0_READINGS) if os.path.isdir(os.path.join(REPO, SEED0, f))]
+                         or [pytest.param("none", marks=pytest.mark.skip(reason="no tables under results/cpu-full yet"))])
+def test_the_seed0_study_re_renders_from_its_result_files(folder, tmp_path, monkeypatch, capsys):
+    """results/cpu-full/<tables>: what ztest.py makes from the committed result.json and du.json files of the
+    seed-0 study, byte for byte, without training; every committed result file is read (none left out)."""
+    monkeypatch.chdir(REPO)
+    _assert_rerenders([SEED0, *SEED0_READINGS[folder]], os.path.join(SEED0, folder), tmp_path, capsys)
+    rows = open(os.path.join(SEED0, folder, "rows.csv")).read()
+    files = [os.path.join(d, f) for d, _, fs in os.walk(SEED0) for f in fs if f == "result.json"]
+    assert files and all(f in rows for f in files), [f for f in files if f not in rows][:3]
+
+
 @pytest.mark.skipif(not _has_results(), reason="no committed study under results/quick yet")
 @pytest.mark.parametrize("folder", sorted(READINGS))
 def test_committed_tables_are_reproduced_from_the_committed_results(folder, tmp_path, monkeypatch, capsys):

@@ -411,7 +411,8 @@ def test_real_scripts_smoke_grid(tmp_path, mnist_root, cache_dir):
     res = json.loads((tmp_path / "runs" / "vae" / "colour-rare1-seed0" / "result.json").read_text())
     assert res["model"] == "VAE" and res["rare"] == 1 and res["config"]["smoke"] is True
     md = (tmp_path / "results" / "tables.md").read_text()
-    assert "Table 1" in md and "colour (VAE)" in md and "Table 4" in md
+    assert "Table 1" in md and "colour (VAE" in md and "VAE-mix" in md and "Table 4" in md     # both priors
+    assert (tmp_path / "runs" / "vae-mix" / "colour-rare1-seed0" / "result.json").exists()
     assert (tmp_path / "results" / "table1.csv").exists() and (tmp_path / "results" / "tables.tex").exists()
     assert "oracles: mnist colour" in (tmp_path / "results" / "logs" / "oracles" / "colour.log").read_text()
 

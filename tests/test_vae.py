@@ -111,6 +111,7 @@ def test_names():
     assert vae.names(1.0) == ("VAE", "vae")
     assert vae.names(4.0) == ("VAE-b4", "vae-b4")
     assert vae.names(0.5) == ("VAE-b0.5", "vae-b0.5")
+    assert vae.names(1.0, "gmm") == ("VAE-mix", "vae-mix") and vae.names(4.0, "gmm") == ("VAE-b4-mix", "vae-b4-mix")
 
 
 # --------------------------------------------------------------------------- the protocol, end to end
@@ -149,6 +150,24 @@ def test_smoke_run_end_to_end(smoke, tmp_path):
         ck = torch.load(c / "ckpt.pt", weights_only=False)
         assert ck["epoch"] == 1 and set(ck["state"]) == {"vae", "opt", "scaler"}
         assert {"loss", "rec", "kl", "val_loss", "val_rec", "val_kl"} <= set(ck["history"][0])
+
+
+def test_one_trained_model_is_read_from_both_priors(smoke, tmp_path, monkeypatch):
+    """--prior each (the default): each model trains once and is sampled from N(0, I) (VAE, runs/vae/) and
+    from the mixture (VAE-mix, runs/vae-mix/, no checkpoint of its own); the N(0, I) reading is the one
+    --prior normal alone gives, number for number."""
+    calls = count_epochs(monkeypatch)
+    res = smoke()
+    assert calls == [0, 0]                           # D_u and D_r, one epoch each: trained once for both
+    mix = json.loads((tmp_path / "runs/vae-mix/colour-rare1-seed0/result.json").read_text())
+    assert (mix["model"], mix["run_name"], mix["config"]["prior"]) == ("VAE-mix", "vae-mix", "gmm")
+    assert (res["model"], res["config"]["prior"]) == ("VAE", "normal")
+    for cell in ("colour-balanced-seed0", "colour-rare1-seed0"):
+        assert not (tmp_path / "runs/vae-mix" / cell / "ckpt.pt").exists()
+        a, b = (np.load(tmp_path / "runs" / run / cell / "samples.npz")["x"] for run in ("vae", "vae-mix"))
+        assert a.shape == b.shape and not np.array_equal(a, b)
+    alone = smoke("--prior", "normal", out="alone")
+    assert alone["counts"] == res["counts"] and not (tmp_path / "alone/vae-mix").exists()
 
 
 def test_nan_in_training_exits_1_and_keeps_the_last_good_checkpoint(smoke, tmp_path, monkeypatch, capsys):
@@ -238,8 +257,8 @@ def test_the_prior_is_a_sampling_option_a_finished_run_resamples_without_trainin
     calls = count_epochs(monkeypatch)
     res = smoke("--prior", "gmm", "--components", "3")
     assert calls == []                               # the trained models kept; only the samples redone
-    cell = tmp_path / "runs" / "vae" / "colour-rare1-seed0"
-    assert json.loads((cell / "result.json").read_text())["config"]["prior"] == "gmm"
+    cell = tmp_path / "runs" / "vae-mix" / "colour-rare1-seed0"
+    assert json.loads((cell / "result.json").read_text())["config"]["components"] == 3
     assert sum(res["counts"]["r"]["n"]) == 100
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import data
 import ztest
-from study import figures, paper, quality, readings, tables
+from study import calibration, figures, paper, quality, readings, tables
 
 CLASSES = data.MNIST_CLASSES
 
@@ -143,8 +143,8 @@ def test_z_table_with_an_empty_class_and_degenerate_p_u():
 
 def test_correction_changes_verdicts_only_through_p_adj():
     counts = _counts([100] * 10, [50] * 10, [100] * 10, [50, 60, 50, 50, 50, 50, 50, 50, 50, 39])
-    plain = ztest.rows_from_counts(counts, 1, CLASSES)
-    holm = ztest.rows_from_counts(counts, 1, CLASSES, correction="holm")
+    plain = ztest.rows_from_counts(counts, 1, CLASSES, unfit=None)       # (the unfit rule: tested on its own)
+    holm = ztest.rows_from_counts(counts, 1, CLASSES, correction="holm", unfit=None)
     # digit 1: z = 0.1 / 0.05 = 2.0, p = 0.0455 -> M uncorrected; Holm with m = 10: p x 9 or 10 > 0.05 -> L
     assert plain[1]["z"] == holm[1]["z"] == pytest.approx(2.0)
     assert plain[1]["verdict"] == "M" and holm[1]["verdict"] == "L" and holm[1]["p_adj"] > 0.3
@@ -686,7 +686,7 @@ def test_result_rows_carry_the_calibrated_reading_and_x_without_its_counts():
     assert readings.summary_letter(rows[1], "morphometric") == "x"        # colour: no morphometric counts
     res["tau2"] = {"readable": 0.01}               # the run's record: the tables use the current pooled tau^2
     assert ztest.result_rows(res)[1]["z_cal"] == pytest.approx(z)
-    res["tau2_held_out"] = {"readable": 0.01}      # a null pair's, its own factor left out of the estimate
+    res["tau2_cell"] = {"readable": 0.01}      # a null pair's, its own factor left out of the estimate
     assert ztest.result_rows(res)[1]["z_cal"] == pytest.approx(readings.z_two_sample(450, 500, 250, 500, 0.01))
 
 
@@ -749,7 +749,7 @@ def test_the_quickstart_prints_the_answer_in_100_columns(tmp_path, capsys, monke
     assert out.startswith("Table 4: RGF learning (L) vs. memorization (M), answer summary (colour calibrated")
     assert out.splitlines()[-1] == "Every table under this reading (.txt, .md, .tex, .csv, .json) is in answer"
     per_model = next(line for line in out.splitlines() if line.startswith("L per model: "))
-    results = tables.load_results([QUICK])
+    results = calibration.load_results([QUICK])
     rows = {key: {s: ztest.result_rows(res) for s, res in seeds.items()} for key, seeds in tables.cells(results).items()}
     cal, morph = (_letters_of(tables.summarise(rows, readings.Reading(summary=h))) for h in ("calibrated", "morphometric"))
     printed = _compact_letters(out)
@@ -758,7 +758,7 @@ def test_the_quickstart_prints_the_answer_in_100_columns(tmp_path, capsys, monke
         assert letters == (cal if f == "colour" else morph)[(k, f, row)], (k, f, row)
     learned = sum(v.count("L") for v in printed.values())
     decided = sum(len(v) - v.count("x") for vs in printed.values() for v in vs)
-    assert sum(v.count("L") for k, vs in cal.items() for v in vs) == 13 and decided == 330     # README's figures
+    assert sum(v.count("L") for k, vs in cal.items() for v in vs) == 9 and decided == 330     # README's figures
     assert per_model.startswith("L per model: VAE ") and per_model.endswith(f"in all, {learned} learned of {decided}.")
     written = list(csv.reader(io.StringIO((tmp_path / "answer" / "table4.csv").read_text())))
     assert written[2][1] == " / ".join(printed[(1, "colour", "1")])      # the files hold the same Table 4
