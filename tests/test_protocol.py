@@ -333,25 +333,10 @@ def test_end_to_end_with_data_py_and_smoke_oracles(small_mnist_root, cache_dir, 
 def test_a_stroke_run_saves_the_calibrated_and_the_morphometric_readings(small_mnist_root, cache_dir, tmp_path):
     """A new run's result.json carries what the calibrated and the morphometric readings need: the tau^2
     it was read with, the morphometric counts, measures and ends, and the rare digit's fit in the
-    quality report; its rows carry both readings."""
-    args = parse(["--smoke", "--factor", "thick", "--data-root", small_mnist_root, "--cache-dir", cache_dir,
-                  "--samples", "50"], tmp_path)
-    main(args)
-    res = json.loads((tmp_path / "tiny/thick-rare1-seed0/result.json").read_text())
-    assert res["tau2"] == ztest.readings.TAU2
-    morph = res["morphometric"]
-    assert morph["format"] == "rgf-morpho/1" and morph["main"] == "thickness" and morph["rare"] == 1
-    assert set(morph["counts"]) == {"u", "r"} and len(morph["ends"]["plain"]["mean"]) == 10
-    assert {"fit_u", "fit_r", "tie", "measure"} <= set(res["quality"]["fit"])
-    rows = ztest.result_rows(res)
-    assert all("verdict_cal" in r and "verdict_morph" in r for r in rows)
-
-
-def test_a_stroke_d_u_run_keeps_its_morphometric_counts_in_du_json(small_mnist_root, cache_dir, tmp_path):
-    """--stage u on a stroke factor: du.json carries the D_u model's morphometric counts and measures, the
-    D_u half that the morphometric null check reads, equal to the D_u half of the D_r cell's result."""
+    quality report; its rows carry both readings. A --stage u run keeps its D_u half's morphometric
+    counts in du.json, equal to the result's D_u half."""
     common = ["--smoke", "--factor", "thick", "--data-root", small_mnist_root, "--cache-dir", cache_dir, "--samples", "50"]
-    main(parse(common + ["--stage", "u"], tmp_path))
+    main(parse(common + ["--stage", "u"], tmp_path))          # du.json: the morphometric null check's D_u half
     du = json.loads((tmp_path / "tiny/thick-balanced-seed0/du.json").read_text())
     assert set(du["morphometric"]["counts"]) == {"u"} and set(du["morphometric"]["measures"]) == {"u"}
     main(parse(common + ["--stage", "r"], tmp_path))
@@ -359,6 +344,13 @@ def test_a_stroke_d_u_run_keeps_its_morphometric_counts_in_du_json(small_mnist_r
     assert du["morphometric"]["counts"]["u"] == res["morphometric"]["counts"]["u"]
     assert calibration.du_tables([du])[("tiny", "thick", 0, 0)]["morph_nk"] == (
         res["morphometric"]["counts"]["u"]["n"], res["morphometric"]["counts"]["u"]["k"])
+    assert res["tau2"] == ztest.readings.TAU2
+    morph = res["morphometric"]
+    assert morph["format"] == "rgf-morpho/1" and morph["main"] == "thickness" and morph["rare"] == 1
+    assert set(morph["counts"]) == {"u", "r"} and len(morph["ends"]["plain"]["mean"]) == 10
+    assert {"fit_u", "fit_r", "tie", "measure"} <= set(res["quality"]["fit"])
+    rows = ztest.result_rows(res)
+    assert all("verdict_cal" in r and "verdict_morph" in r for r in rows)
 
 
 def test_written_files_have_the_usual_permissions(fakes, tmp_path):

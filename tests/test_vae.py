@@ -118,9 +118,10 @@ def test_names():
 @pytest.fixture
 def smoke(mnist_root, cache_dir, tmp_path):
     """main() with --smoke on the MNIST fixture (or real MNIST, limited to 300 digits by the preset)."""
-    def run(*argv, out="runs"):
+    def run(*argv, out="runs"):     # N(0, I) alone unless asked: both readings are tested on their own
+        prior = [] if "--prior" in argv else ["--prior", "normal"]
         return vae.main(["--smoke", "--device", "cpu", "--data-root", mnist_root, "--cache-dir", cache_dir,
-                         "--runs", str(tmp_path / out), *argv])
+                         "--runs", str(tmp_path / out), *prior, *argv])
     return run
 
 
@@ -157,7 +158,7 @@ def test_one_trained_model_is_read_from_both_priors(smoke, tmp_path, monkeypatch
     from the mixture (VAE-mix, runs/vae-mix/, no checkpoint of its own); the N(0, I) reading is the one
     --prior normal alone gives, number for number."""
     calls = count_epochs(monkeypatch)
-    res = smoke()
+    res = smoke("--prior", "each")
     assert calls == [0, 0]                           # D_u and D_r, one epoch each: trained once for both
     mix = json.loads((tmp_path / "runs/vae-mix/colour-rare1-seed0/result.json").read_text())
     assert (mix["model"], mix["run_name"], mix["config"]["prior"]) == ("VAE-mix", "vae-mix", "gmm")
