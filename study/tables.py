@@ -453,6 +453,31 @@ def _how(r):
         ("" if r.unfit == UNFIT else ", unfit rule off" if r.unfit is None else f", unfit threshold {r.unfit:g}")
 
 
+def _table_skew(agg, how):
+    """Appendix E: per model, factor and rare digit run under both skews, the rare digit's z and the Total
+    row's under full skew (p_in 1, p_out 0) and under each relaxed one, the relaxed z as a share of the
+    full one, and the letters; None when no relaxed cell has a full-skew twin."""
+    body = []
+    for key in sorted((k for k in agg if k[0] == "mnist" and k[3:5] != (1.0, 0.0)),
+                      key=lambda k: (k[1], k[2], k[3], k[4], model_key(k[5]))):
+        full = agg.get(key[:3] + (1.0, 0.0) + key[5:])
+        if full is None:
+            continue
+        (_, f, k, pin, pout, m), relaxed = key, agg[key]
+        for i, name in ((k, str(k)), (-1, "Total")):
+            zf, zr = full["rows"][i]["z_mean"], relaxed["rows"][i]["z_mean"]
+            share = f"{zr / zf:.2f}" if math.isfinite(zf) and math.isfinite(zr) and zf else "-"
+            body.append([[(x, False)] for x in (m, f, str(k), f"{pin:g} / {pout:g}", name, fmt(zf),
+                         full["rows"][i]["verdicts"], fmt(zr), relaxed["rows"][i]["verdicts"], share)])
+    if not body:
+        return None
+    return {"slug": "table-skew", "title": f"Relaxed skew (Appendix E) against full skew: z of the rare digit and "
+            f"of Total{how}", "header": ["model", "factor", "rare", "p_in / p_out", "row", "z full", "full",
+                                         "z relaxed", "relaxed", "relaxed / full"],
+            "rows": body, "note": "z: the mean over seeds; relaxed / full: how much of the full skew's z is left "
+            "when p_in of the rare digit carries the factor and p_out of every other digit does"}
+
+
 def tables(agg, reading=Reading()):
     """Tables 1/2 (and one such table per other rare digit or skew), Table 4, Tables C.3/C.4 and Table 3
     (cars), as dicts {slug, title, header, rows, note}; a cell is a list of (text, is_L) parts joined by
@@ -460,7 +485,8 @@ def tables(agg, reading=Reading()):
     how, groups = _how(reading), _groups(agg, "mnist")
     out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
     out += [_table_p(agg, g) for g in groups]
-    return out + [_table3(agg, g, how) for g in _groups(agg, "cars")]
+    skew = _table_skew(agg, how)
+    return out + ([skew] if skew else []) + [_table3(agg, g, how) for g in _groups(agg, "cars")]
 
 
 # --------------------------------------------------------------------------- the command line's printout

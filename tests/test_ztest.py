@@ -778,3 +778,27 @@ def test_print_full_and_print_table4_choose_the_printout(tmp_path, capsys):
     ztest.main([runs, "--print", "table4"])                                # compact without --out-dir too
     assert capsys.readouterr().out == short[:short.index("\nEvery table")] + "\n"
     assert (tmp_path / "a" / "tables.txt").read_text() == (tmp_path / "b" / "tables.txt").read_text()
+
+
+def test_relaxed_skew_is_set_against_full_skew(tmp_path, capsys):
+    """Appendix E: a relaxed-skew cell (p_in 0.9, p_out 0.1) beside the full-skew cell of the same model,
+    factor and rare digit gets a row for the rare digit and one for Total: both z, both letters and the
+    relaxed z as a share of the full one; without a relaxed cell there is no such table."""
+    full = json.loads(open(os.path.join(QUICK, "gan", "colour-rare1-seed0", "result.json")).read())
+    relaxed = json.loads(json.dumps(full))
+    relaxed.update(p_in=0.9, p_out=0.1)
+    for w in ("u", "r"):       # the D_r model keeps half the excess of the factor on its 1s
+        relaxed["counts"][w] = {"n": full["counts"][w]["n"], "k": list(full["counts"][w]["k"])}
+    n, k = full["counts"]["r"]["n"][1], full["counts"]["r"]["k"][1]
+    relaxed["counts"]["r"]["k"][1] = (k + round(n * full["counts"]["u"]["k"][1] / full["counts"]["u"]["n"][1])) // 2
+    for name, res in (("colour-rare1-seed0", full), ("colour-rare1-pin0.9-pout0.1-seed0", relaxed)):
+        os.makedirs(tmp_path / "gan" / name)
+        (tmp_path / "gan" / name / "result.json").write_text(json.dumps(res))
+    ztest.main([str(tmp_path / "gan"), "--out-dir", str(tmp_path / "out")])
+    capsys.readouterr()
+    rows = list(csv.reader(open(tmp_path / "out" / "table-skew.csv")))
+    assert rows[0][-1] == "relaxed / full" and [r[4] for r in rows[1:]] == ["1", "Total"]
+    z_full, z_relaxed, share = float(rows[1][5]), float(rows[1][7]), float(rows[1][9])
+    assert z_full > z_relaxed > 0 and share == pytest.approx(z_relaxed / z_full, abs=0.01) and 0.3 < share < 0.7
+    ztest.main([str(tmp_path / "gan" / "colour-rare1-seed0"), "--out-dir", str(tmp_path / "alone")])
+    assert not os.path.exists(tmp_path / "alone" / "table-skew.csv")
