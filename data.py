@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from study import cli, morpho
-from study.mixture import fit_gmm  # noqa: F401 (re-exported: vae.py --prior gmm)
+from study.mixture import fit_gmm, sample_gmm  # noqa: F401 (re-exported: vae.py --prior gmm)
 from study.morpho import MORPH_OPS, RECIPE, RENDERINGS, morphometrics  # noqa: F401 (re-exported)
 from study.runs import (EMA, Checkpoint, atomic_write, fail, file_lock, json_safe, progress, save_preview,  # noqa
                         save_csv, save_json, save_text, text_grid, pick_device, set_seed, amp_dtype, autocast,

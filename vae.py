@@ -2,23 +2,19 @@
 
 Section 4 of "Do Generative Models Learn Rare Generative Factors?": one convolutional VAE trained on the
 balanced dataset D_u and one on the skewed D_r of a factor; M samples from each, labelled by the oracles
-(section 5.2), give the z-scores of eq. 1 per class (the VAE column of Tables 1-4). `--beta B` weights
-the KL term (beta-VAE, Higgins et al. 2017), the mitigation of section 7, as the run VAE-b<B>.
-Each trained model is sampled twice (`--prior each`): z ~ N(0, I), the paper's VAE, and "VAE-mix", z from
-a Gaussian mixture fitted to the encoded training set (Ghosh et al. 2020), which draws the digits as the
-model encodes them but puts mass only where D_r's pairs of digit and factor lie, so it favours M.
+(section 5.2), give the z-scores of eq. 1 per class (the VAE column of Tables 1-4). Each trained model is
+sampled twice (`--prior each`): z ~ N(0, I), the paper's VAE, and "VAE-mix", z from a mixture fitted to
+the encoded training set (Ghosh et al. 2020), which favours M (docs/models.md says why).
 
     python vae.py --factor colour --rare 1            # the full protocol: 30 epochs per model
     python vae.py --factor colour --rare 1 --quick    # the CPU preset (7 epochs)
-    python vae.py --factor thick --rare 2 --beta 4    # beta-VAE, saved in runs/vae-b4/ and runs/vae-b4-mix/
+    python vae.py --factor thick --rare 2 --beta 4    # beta-VAE (Higgins et al. 2017; section 7), runs/vae-b4/
     python vae.py --dataset cars --rare 0             # CompCars 64x64, rare class = Volkswagen
 It writes runs/vae/<factor>-balanced-seed<s>/ (D_u) and runs/vae/<factor>-rare<k>-seed<s>/ (D_r, with
 result.json: the z-table), the models and their N(0, I) samples, and the mixture's in runs/vae-mix/.
 
-Choices (the paper's appendix with the architectures is missing): a DCGAN-style conv encoder and decoder
-without batch norm, a 20-d latent, a Bernoulli likelihood per pixel and colour channel (beta = 1 is the
-plain ELBO; colour is never averaged to grey), Adam at lr 1e-3, batch 128, 30 epochs. Why, and what
-chose the presets: docs/models.md.
+Choices (the paper's appendix with the architectures is missing): a conv encoder and decoder, a 20-d
+latent, a Bernoulli likelihood per pixel and colour channel, Adam; why, and the presets: docs/models.md.
 """
 import argparse
 import math
@@ -29,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import data   # data.*: data.py's own, plus Checkpoint, autocast... (study/runs.py), fit_gmm (study/mixture.py)
+import data   # data.*: data.py's own, plus Checkpoint, autocast... (study/runs.py), fit_gmm... (study/mixture.py)
 import ztest
 
 # --------------------------------------------------------------------------- configuration
@@ -38,10 +34,8 @@ LATENT, WIDTH = 20, 32
 COMPONENTS = 100                         # --prior gmm: mixture components
 
 # Presets fill only the options the user did not set (data.parse_args); docs/models.md says why these.
-PRESETS = {
-    "quick": {"epochs": 7, "samples": 10000},
-    "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64, "components": 4},
-}
+PRESETS = {"quick": {"epochs": 7, "samples": 10000},
+           "smoke": {"epochs": 1, "width": 4, "latent": 4, "batch_size": 64, "components": 4}}
 SAMPLING = ("prior", "components")      # change the samples, not the trained model
 
 
@@ -190,7 +184,6 @@ def draw(model, x, which, args, folder, device, reuse=True):
     if args.prior == "gmm":            # the training set again, when the training ran in an earlier call
         x = data.load_split(args, which, device)[0] if x is None else x
         prior = data.fit_gmm(encode(model, x), args.components, gen_sample)   # EM: study/mixture.py
-    os.makedirs(folder, exist_ok=True)
     return data.save_samples(folder, sample(model, args.samples, gen_sample, prior), args, which, SAMPLING), \
         time.time() - t0
 
@@ -206,18 +199,13 @@ def encode(model, x):
 @torch.inference_mode()
 def sample(model, n, gen, prior=None):
     """z -> decoder -> uint8 [n, 3, H, W]; the Bernoulli mean is the image, as in K&W's figures. z ~ N(0, I),
-    or from the mixture `prior` (data.fit_gmm): a component j ~ w, then z = mean_j + L_j eps, eps ~ N(0, I)."""
+    or from the mixture `prior` (data.fit_gmm, drawn by data.sample_gmm)."""
     model.eval()
     out = []
     for m in range(0, n, 500):
         b = min(500, n - m)
-        if prior is None:
-            z = torch.randn(b, model.latent, generator=gen, device=gen.device)
-        else:
-            w, mean, chol = prior
-            j = torch.multinomial(w, b, replacement=True, generator=gen)
-            eps = torch.randn(b, model.latent, 1, generator=gen, device=gen.device, dtype=mean.dtype)
-            z = (mean[j] + (chol[j] @ eps)[..., 0]).float()
+        z = torch.randn(b, model.latent, generator=gen, device=gen.device) if prior is None else \
+            data.sample_gmm(prior, b, gen)
         p = torch.sigmoid(model.decode(z).float())
         out.append((p * 255).round().to(torch.uint8).cpu())
     return torch.cat(out)
@@ -242,13 +230,10 @@ def main(argv=None):
     args = data.parse_args(build_parser(), argv, presets=PRESETS, check=check)
     device, started = data.pick_device(args.device), time.time()
     model_dirs = data.run_dirs(args, names(args.beta)[1])      # the trained models: runs/vae/<cell>/
-    done, todo = {}, []      # per prior (the mixture first): its result, or (args, name, run, folders, runs)
-    for prior in (("gmm", "normal") if args.prior == "each" else (args.prior,)):
-        a = argparse.Namespace(**{**vars(args), "prior": prior})
-        name, run_name = names(args.beta, prior)
-        done[prior] = ztest.finished_result(dirs := data.run_dirs(a, run_name), a, SAMPLING)
-        if done[prior] is None:
-            todo.append((a, name, run_name, dirs, {}))
+    priors = ("gmm", "normal") if args.prior == "each" else (args.prior,)     # the mixture first
+    cells = [(argparse.Namespace(**{**vars(args), "prior": p}), *names(args.beta, p)) for p in priors]
+    done = {a.prior: ztest.finished_result(data.run_dirs(a, run), a, SAMPLING) for a, _, run in cells}
+    todo = [(a, name, run, data.run_dirs(a, run), {}) for a, name, run in cells if done[a.prior] is None]
     for which in data.stages(args) if todo else ():    # D_u, then D_r; D_u is shared by every rare class
         with data.file_lock(os.path.join(model_dirs[which], ".lock")):
             model, x, history, timings = train(which, args, model_dirs, device, started)

@@ -141,7 +141,7 @@ def result_rows(res, reading=Reading()):
     """A result's z-table, recomputed from its counts so that any reading applies; each row also carries
     the readings on the readable samples (n_u_read ... verdict_read; z_cal ... verdict_cal, the calibrated
     test; z_morph ... verdict_morph, the morphometric call) when the result holds their counts."""
-    r, tau = reading, {**readings.TAU2, **(res.get("tau2_cell") or {})}
+    r, tau = reading, readings.taus_of(res)
     opts = (res["rare"], res["classes"], r.test, r.correction, r.alpha, r.min_n, r.margin, r.baseline_dev)
     fit = quality.cell_fit(res)    # the fit the cell's report prints decides "u" in every reading
     rows = rows_from_counts(res["counts"], *opts, tau2=tau["all"], unfit=r.unfit, fit=fit)

@@ -31,7 +31,7 @@ import sys
 from scipy.stats import norm
 
 import data
-from study.readings import SUMMARIES, TAU2, z_two_sample
+from study.readings import ANSWER, SUMMARIES, TAU2, z_two_sample
 from study.tables import load_results as load_results_only, read_json, result_problem
 
 ALPHA = 0.05
@@ -129,14 +129,13 @@ def cell_tau2(pairs, model, factor, leave_out=None):
         elif leave_out is None:
             values[r] = TAU2["readable" if r == "morph" else r]
             sources[r] = "pooled, the oracle's" if r == "morph" else "pooled"
-        else:
+        else:                  # a null pair under test: the other factors' pairs; morph: else the oracle's
             others = [p for p in pairs if p[1] != factor]
-            for use, src in ((r, "pooled"), ("readable", "pooled, the oracle's")):
-                if (t := tau2(others, use)) is not None:
-                    values[r], sources[r] = t, src
-                    break
-                if r != "morph":
-                    break
+            t, src = tau2(others, r), "pooled"
+            if t is None and r == "morph":
+                t, src = tau2(others, "readable"), "pooled, the oracle's"
+            if t is not None:
+                values[r], sources[r] = t, src
     return values, sources
 
 
@@ -174,7 +173,7 @@ def tau2_note(results):
 
 def note_tau2(tabs, results, summary):
     """The tables of a calibrated, morphometric or answer summary: tau2_note appended to each note."""
-    if summary in ("calibrated", "morphometric", "answer"):
+    if summary in ("calibrated", "morphometric", ANSWER):
         for t in tabs:
             note = t.get("note", "").rstrip()
             t["note"] = (note + ("" if not note or note.endswith(".") else ".") + " " + tau2_note(results)).strip()

@@ -35,3 +35,12 @@ def fit_gmm(z, k, gen, steps=EM_STEPS, ridge=1e-4):
         cov = (r.T @ zz).reshape(k, d, d) / n_k[:, None, None] - mean[:, :, None] * mean[:, None, :]
         chol = torch.linalg.cholesky((cov + cov.mT) / 2 + eye)
     return log_w.exp(), mean, chol
+
+
+def sample_gmm(prior, n, gen):
+    """n latent points [n, d] (float32) from the mixture prior = fit_gmm's (weights, means, Cholesky
+    factors): a component j ~ w, then z = mean_j + L_j eps, eps ~ N(0, I)."""
+    w, mean, chol = prior
+    j = torch.multinomial(w, n, replacement=True, generator=gen)
+    eps = torch.randn(n, mean.shape[1], 1, generator=gen, device=gen.device, dtype=mean.dtype)
+    return (mean[j] + (chol[j] @ eps)[..., 0]).float()

@@ -527,16 +527,6 @@ def fit_tie(morph, rare):
     return out
 
 
-def rare_fit(res):
-    """The rare digit's fit on a stroke factor, from a result's morphometric reading: where its D_r
-    model's rare digit sits between real plain (0) and real factor-bearing (1) digits (fit_tie's fit_r);
-    None without the reading (colour, older results). It is on the scale of P (a mix of real digits with
-    share p of the factor has fit p), so the unfit rule reads it in place of P_r: the measured stroke
-    says whether the model drew its rare digit with the factor better than either call does."""
-    morph = res.get("morphometric")
-    return fit_tie(morph, res["rare"])["fit_r"] if morph else None
-
-
 def format_fit(morph, rare):
     """The fit and the tie as text for the quality report (two lines); "" when there is no reading."""
     if not morph:

@@ -256,18 +256,24 @@ def counts_of(res, reading):
     return {w: got[w][key] for w in ("u", "r")} if all(key in got.get(w, {}) for w in ("u", "r")) else None
 
 
+def taus_of(res):
+    """The tau^2 of each reading ("all", "readable", "morph") a result is read with: its "tau2_cell"
+    (study/calibration.attach_tau2: per model and factor, or pooled; a null pair's, held out), else TAU2,
+    the committed pooled estimate; the morphometric reading without its own borrows the readable one."""
+    tau = {**TAU2, **(res.get("tau2_cell") or {})}
+    tau.setdefault("morph", tau["readable"])
+    return tau
+
+
 def extra_readings(res, reading):
     """The readings a result's rows carry beside the one on all samples: [(row-key suffix, counts, test,
     tau^2)] for the readable reading (the reading's own test), the calibrated one and, on a stroke
-    factor, the morphometric one (study/morphometry.py), each on the readable samples. tau^2 is the
-    result's "tau2_cell" (study/calibration.attach_tau2: per model and factor where it has 3 D_u seeds,
-    else pooled; a null pair's, held out), or else TAU2, the committed pooled estimate (a result.json's
-    "tau2" records the one its run was made with); the morphometric reading without its own borrows the
-    oracle's readable tau^2."""
-    read, tau = counts_of(res, reading), {**TAU2, **(res.get("tau2_cell") or {})}
+    factor, the morphometric one (study/morphometry.py), each on the readable samples, with the tau^2 of
+    taus_of (a result.json's "tau2" records the one its run was made with)."""
+    read, tau = counts_of(res, reading), taus_of(res)
     out = [("_read", read, reading.test, tau["readable"]), ("_cal", read, "calibrated", tau["readable"])]
     morph = (res.get("morphometric") or {}).get("counts")
-    out.append(("_morph", morph, "calibrated", tau.get("morph", tau["readable"])))
+    out.append(("_morph", morph, "calibrated", tau["morph"]))
     return [x for x in out if x[1] is not None]
 
 

@@ -11,7 +11,7 @@ import sys
 
 import data
 from study import quality
-from study.readings import SUMMARIES, TAU2, resolve, summary_letter
+from study.readings import SUMMARIES, resolve, summary_letter, taus_of
 from study.tables import cell_name
 
 HOW = {"ours": "ours", "paper": "paper's", "equivalence": "equivalence", "readable": "readable", "calibrated": "calibrated",
@@ -93,8 +93,8 @@ def cell(res, ztable, rows, reading):
             res["readable"], res["rare"])
         parts.append(quality.format_quality({**res["quality"], "fit": fit}, res["classes"], res["rare"]))
     src = res.get("tau2_source") or {}
-    tau = {**TAU2, **(res.get("tau2_cell") or {})}
+    tau = taus_of(res)
     taus = "tau^2 of the calibrated tests: " + "; ".join(
-        f"{w} {tau.get(k, tau['readable']):.6f} ({src.get(k, 'pooled')})"
+        f"{w} {tau[k]:.6f} ({src.get(k, 'pooled')})"
         for k, w in (("readable", "oracle"), ("morph", "morphometric")) if k != "morph" or res.get("morphometric"))
     return "\n\n".join(parts) + "\n" + taus + "\n" + origin(res)
