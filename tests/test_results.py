@@ -30,7 +30,8 @@ def _has_results():
 
 
 SEED0 = os.path.join("results", "cpu-full")        # the seed-0 study on the fitting presets (issue 38)
-SEED0_READINGS = {"tables": [], "tables-answer": ["--summary", "answer"]}
+SEED0_READINGS = {"tables": [], "tables-answer": ["--summary", "answer"],
+                  "compare": ["--paper", os.path.join("results", "paper", "paper-cells.csv")]}
 
 
 @pytest.mark.parametrize("folder", [f for f in sorted(SEED0_READINGS) if os.path.isdir(os.path.join(REPO, SEED0, f))]

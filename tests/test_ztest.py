@@ -623,6 +623,15 @@ def test_agreement_side_by_side_and_figures(tmp_path, capsys):
     assert (tmp_path / "fig/table4-ours.png").stat().st_size > 5000
 
 
+def test_agreement_carries_the_always_m_bar(tmp_path):
+    # VAE thin, rare 1: the paper has L at digits 4, 7 and 9, M at the other 8 of its 11 cells; a reading
+    # that writes M everywhere agrees 8/11, and that bar is printed beside every reading's agreement
+    _result(tmp_path, "VAE", "thin", 1, 0, MEM)
+    agg = ztest.aggregate(tables.load_results([str(tmp_path)]))
+    rows = paper.agreement({"ours": agg}, paper.load_paper(PAPER))
+    assert rows == [["VAE", "thin", "11", "8/11 (73%)", "8/11 (73%); decided 11"]]
+
+
 def test_seed_agreement_counts_rows_with_one_letter_in_every_seed(tmp_path):
     _result(tmp_path, "GAN", "colour", 1, 0, MEM)
     _result(tmp_path, "GAN", "colour", 1, 1, MEM)
