@@ -12,9 +12,11 @@ penultimate units, oracles.features), where a copy that moved by a pixel still r
 
     python -m study.neighbours runs/gan/thick-rare1-seed0               # the D_r run folder (its result.json)
     python -m study.neighbours RUN --digits 1,7 --n 500 --out-dir results/neighbours
+    python -m study.neighbours runs/{vae,gan,ddpm}/colour-rare1-seed0 --panel nn-colour.png   # several runs
 
 It writes neighbours-<run>-<cell>.json (the statistics) and .png (samples beside their nearest training
-images) to --out-dir, and prints one line per digit and space. docs/readings.md, "Nearest neighbours".
+images) to --out-dir, and prints one line per digit and space; --panel draws the rare digit of every run
+given in one figure. docs/readings.md, "Nearest neighbours".
 """
 import argparse
 import json
@@ -132,6 +134,30 @@ def figure(report, shown, path):
     figures._save(fig, path, 100)
 
 
+def panel(checks, path, k=8):
+    """Several runs' rare digit in one figure: per run, k samples above their nearest training image in
+    pixels, titled with the rare digit's and the other digit's ratios (checks: [(report, shown)])."""
+    from study import figures
+    plt = figures._pyplot()
+    fig, axes = plt.subplots(2 * len(checks), k, figsize=(k * 0.8, len(checks) * 1.75 + 0.5), squeeze=False)
+    for i, (report, shown) in enumerate(checks):
+        rare = report["rare"]
+        for w in (0, 1):
+            imgs = shown[rare][w]
+            for j in range(k):
+                ax = axes[2 * i + w][j]
+                ax.set_xticks([]); ax.set_yticks([])
+                if j < len(imgs):
+                    ax.imshow(np.transpose(imgs[j], (1, 2, 0)))
+        axes[2 * i][0].set_ylabel("sample", fontsize=7)
+        axes[2 * i + 1][0].set_ylabel("nearest", fontsize=7)
+        ratios = ", ".join(f"{c}s {d['pixels']['ratio']:.2f} / {d['features']['ratio']:.2f}"
+                           for c, d in report["digits"].items())
+        axes[2 * i][0].set_title(f"{report['cell']}: ratio (pixels / features) {ratios}", fontsize=7, loc="left")
+    fig.suptitle("D_r samples of the rare digit above their nearest training image (pixels)", fontsize=8)
+    figures._save_small(fig, path, 80)
+
+
 def render(report):
     """One line per digit and space."""
     lines = []
@@ -147,11 +173,13 @@ def main(argv=None):
     import data
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.error = data.fail                                      # one line, exit 2
-    p.add_argument("run", help="a D_r run folder holding result.json and samples.npz")
+    p.add_argument("run", nargs="+", help="D_r run folders, each holding result.json and samples.npz")
     p.add_argument("--digits", default=None, help="comma-separated digits (default: the rare one and the "
                    "other the model drew most)")
     p.add_argument("--n", type=int, default=500, help="samples and training images per digit (default: 500)")
-    p.add_argument("--out-dir", default=None, help="write the JSON and the figure here (default: print only)")
+    p.add_argument("--out-dir", default=None, help="write each run's JSON and figure here (default: print only)")
+    p.add_argument("--panel", default=None, help="also draw every run's rare digit in one figure, this PNG "
+                   "(default: none)")
     p.add_argument("--seed", type=int, default=0, help="which samples and training images are used (default: 0)")
     p.add_argument("--device", default="auto", help="the oracles' device (default: auto)")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/raw (default: $RGF_DATA_ROOT)")
@@ -164,20 +192,29 @@ def main(argv=None):
         p.error(f"--digits {a.digits!r}: accepted: comma-separated digits 0..9, e.g. 1,7")
     if digits and not all(0 <= d <= 9 for d in digits) or a.n < 10:
         p.error(f"--digits {a.digits} / --n {a.n}: accepted: digits 0..9 and --n >= 10")
-    if not os.path.isdir(a.run):
-        p.error(f"{a.run}: no such folder; accepted: a D_r run folder holding result.json and samples.npz")
-    try:
-        report, shown = check(a.run, digits, a.n, a.data_root, a.cache_dir, a.device, a.seed)
-    except (ValueError, FileNotFoundError) as e:
-        data.fail(str(e))
-    print(render(report))
-    if a.out_dir:
-        name = "neighbours-" + report["cell"].replace("/", "-")
-        data.atomic_write(os.path.join(a.out_dir, name + ".json"),
-                          lambda fh: fh.write(json.dumps(report, indent=1) + "\n"), mode="w")
-        figure(report, shown, os.path.join(a.out_dir, name + ".png"))
-        print(f"wrote {os.path.join(a.out_dir, name)}.json and .png")
-    return report
+    if a.panel and not a.panel.endswith(".png"):
+        p.error(f"--panel {a.panel}: accepted: a path ending in .png")
+    for run in a.run:
+        if not os.path.isdir(run):
+            p.error(f"{run}: no such folder; accepted: a D_r run folder holding result.json and samples.npz")
+    checks = []
+    for run in a.run:
+        try:
+            report, shown = check(run, digits, a.n, a.data_root, a.cache_dir, a.device, a.seed)
+        except (ValueError, FileNotFoundError) as e:
+            data.fail(str(e))
+        checks.append((report, shown))
+        print(render(report))
+        if a.out_dir:
+            name = "neighbours-" + report["cell"].replace("/", "-")
+            data.atomic_write(os.path.join(a.out_dir, name + ".json"),
+                              lambda fh: fh.write(json.dumps(report, indent=1) + "\n"), mode="w")
+            figure(report, shown, os.path.join(a.out_dir, name + ".png"))
+            print(f"wrote {os.path.join(a.out_dir, name)}.json and .png")
+    if a.panel:
+        panel(checks, a.panel)
+        print(f"wrote {a.panel}")
+    return [r for r, _ in checks]
 
 
 if __name__ == "__main__":

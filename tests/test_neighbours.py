@@ -70,5 +70,20 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     _fails(capsys, [run, "--digits", "12"], "digits 0..9")
     (tmp_path / "afile").write_text("x")
     _fails(capsys, [run, "--out-dir", tmp_path / "afile"], "--out-dir", "is a file")
+    _fails(capsys, [run, "--panel", tmp_path / "nn.jpg"], "--panel", ".png")
+    _fails(capsys, [run, tmp_path / "nothing"], "nothing: no such folder")     # every run checked first
     assert sorted(p.name for p in run.iterdir()) == ["result.json"]       # nothing written
     json.loads((run / "result.json").read_text())
+
+
+def test_the_panel_draws_every_run_small_enough_to_commit(tmp_path):
+    rng = np.random.default_rng(0)               # noise: the worst case for PNG compression
+    stats = {"pixels": {"ratio": 1.19}, "features": {"ratio": 1.2}}
+    checks = [({"cell": f"{run}/colour-rare1-seed0", "rare": 1, "digits": {1: stats, 8: stats}},
+               {1: (rng.integers(0, 256, (8, 3, 28, 28), dtype=np.uint8),
+                    rng.integers(0, 256, (8, 3, 28, 28), dtype=np.uint8))})
+              for run in ("vae", "vae-mix", "gan", "gan-sd", "ddpm")]
+    neighbours.panel(checks, tmp_path / "nn.png")
+    from PIL import Image
+    image = Image.open(tmp_path / "nn.png")
+    assert image.size[1] > image.size[0] and (tmp_path / "nn.png").stat().st_size < 150_000   # five runs, tall
