@@ -249,11 +249,10 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
         print(f"WARNING: oracle accuracy below target ({', '.join(f'{k} {v:.2%}' for k, v in below.items())}"
               f" < {orc['target']:.0%}): verdicts of this cell are not trustworthy", file=sys.stderr)
     hist = {w: runs[w][1] for w in ("u", "r") if w in data.stages(args)}
-    classes = data.class_names(args.dataset)
     res = {"format": "rgf-result/1", "model": name, "run_name": run_name, "dataset": args.dataset,
            "factor": args.factor, "rare": args.rare, "p_in": args.p_in, "p_out": args.p_out, "seed": args.seed,
-           "data_seed": args.data_seed, "samples": args.samples, "classes": list(classes), "counts": counts,
-           "readable": readable, "test": "one-sample", "correction": "none", "min_n": args.min_n,
+           "data_seed": args.data_seed, "samples": args.samples, "classes": list(data.class_names(args.dataset)),
+           "counts": counts, "readable": readable, "test": "one-sample", "correction": "none", "min_n": args.min_n,
            "margin": MARGIN, "baseline_dev": BASELINE_DEV, "confidence": CONFIDENT, "tau2": readings.TAU2,
            "oracle_acc": orc["acc"], "oracle_recipe": args.oracles,
            "oracle_below_target": bool(below), "oracle_smoke": bool(args.smoke), "device": str(device),
@@ -262,7 +261,7 @@ def evaluate(args, name, run_name, dirs, runs, device, eval_keys=()):
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **({"morphometric": morph} if morph else {})}
     res["quality"], res["rows"] = q, result_rows(res, Reading(min_n=args.min_n))
     print(format_rows(res["rows"], tables.title(res)))
-    print(quality.format_quality(res["quality"], classes, args.rare))
+    print(quality.format_quality(res["quality"], res["classes"], args.rare))
     data.save_json(res, os.path.join(dirs["r"], "result.json"))
     print(f"saved {os.path.join(dirs['r'], 'result.json')}")
     return res
@@ -314,7 +313,7 @@ def build_parser():
     a("--save", help="audit: write the result JSON here (render it later with the others; default: none)")
     readings.add_options(p)          # --test, --correction, --alpha, --min-n, --summary, ... (study/readings.py)
     a("--out-dir", help="write tables.{txt,md,tex,json}, table CSVs and rows.csv here (default: print only)")
-    tables.add_option(p)             # --print: Table 4 in 100 columns, or every table (study/tables.py)
+    tables.add_option(p)             # --print: Table 4 in 100 columns, or every table; --against (study/tables.py)
     a("--paper", help="the paper's Tables 1, 2, 4 as data (results/paper/paper-cells.csv): print, and write "
       "to --out-dir, the agreement of our Table 4 with the paper's under every reading and Tables 1-2 side "
       "by side (default: none)")
@@ -354,7 +353,8 @@ def _audit(args, reading):
 def render(results, args, reading, cells=None):
     """Tables 1-4 (printed; written with --out-dir), the paper side by side (cells: --paper), the figures."""
     agg = aggregate(results, reading)
-    tabs = tables.tables(agg, reading)     # printed (--print), written to --out-dir (study/tables.py)
+    other = aggregate(calibration.load_results([args.against]), reading) if args.against else None
+    tabs = tables.tables(agg, reading, other)     # printed (--print), written to --out-dir (study/tables.py)
     calibration.note_tau2(tabs, results, reading.summary)    # the calibrated tables: where each tau^2 came from
     tables.show(results, lambda res: result_rows(res, reading), agg, tabs, reading, args.print, args.out_dir)
     if cells:       # Table 4 under every reading (the paper's with --min-n 0), against the paper's

@@ -478,15 +478,38 @@ def _table_skew(agg, how):
             "when p_in of the rare digit carries the factor and p_out of every other digit does"}
 
 
-def tables(agg, reading=Reading()):
+def _table_changed(agg, other, how):
+    """Against another study (other: its aggregate under the same reading): every row whose seed-0 letter
+    differs, in the cells both ran with seed 0, with both studies' z and letters; None when they share none."""
+    body, shared = [], 0
+    for key in sorted(agg, key=lambda k: (k[:5], model_key(k[5]))):
+        old, new = other.get(key), agg[key]
+        if old is None or 0 not in old["seeds"] or 0 not in new["seeds"]:
+            continue
+        i, j = old["seeds"].index(0), new["seeds"].index(0)
+        for a, b in zip(old["rows"], new["rows"]):
+            shared += 1
+            if a["verdicts"][i] != b["verdicts"][j]:
+                body.append([[(x, False)] for x in (key[5], key[1], str(key[2]), f"{key[3]:g} / {key[4]:g}",
+                             a["name"], fmt(a["z_mean"]), a["verdicts"], fmt(b["z_mean"]), b["verdicts"])])
+    if not shared:
+        return None
+    return {"slug": "changed", "title": f"Letters that differ from the other study's (--against), seed 0{how}",
+            "header": ["model", "factor", "rare", "p_in / p_out", "row", "z other", "other", "z here", "here"],
+            "rows": body,
+            "note": f"{len(body)} of the {shared} rows of the cells both studies ran with seed 0 have another letter; "
+            "z: the mean over each study's seeds; letters: one per seed, in seed order"}
+
+
+def tables(agg, reading=Reading(), other=None):
     """Tables 1/2 (and one such table per other rare digit or skew), Table 4, Tables C.3/C.4 and Table 3
-    (cars), as dicts {slug, title, header, rows, note}; a cell is a list of (text, is_L) parts joined by
-    " / "."""
+    (cars), and with other (another study's aggregate) the letters that changed against it, as dicts {slug,
+    title, header, rows, note}; a cell is a list of (text, is_L) parts joined by " / "."""
     how, groups = _how(reading), _groups(agg, "mnist")
     out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
     out += [_table_p(agg, g) for g in groups]
-    skew = _table_skew(agg, how)
-    return out + ([skew] if skew else []) + [_table3(agg, g, how) for g in _groups(agg, "cars")]
+    extra = [_table_skew(agg, how), _table_changed(agg, other, how) if other is not None else None]
+    return out + [t for t in extra if t] + [_table3(agg, g, how) for g in _groups(agg, "cars")]
 
 
 # --------------------------------------------------------------------------- the command line's printout
@@ -494,16 +517,19 @@ PRINTS = ("table4", "full")        # ztest.py --print
 
 
 def add_option(p):
-    """ztest.py's --print."""
+    """ztest.py's --print and --against."""
     p.add_argument("--print", choices=PRINTS, help="what to print: table4, Table 4 alone in at most 100 columns "
                    "with the count of L per model (the default with --out-dir, which holds every table), or "
                    "full, every table as wide text (the default without --out-dir)")
+    p.add_argument("--against", metavar="RESULTS", help="another study's result files or folder: one more table, "
+                   "changed, of every row whose seed-0 letter differs from it, with both z (default: none)")
 
 
 def show(results, rows_of, agg, tabs, reading=Reading(), how=None, out_dir=None):
     """ztest.py's tables: a warning for results of smoke or weak oracles, the printout (how: table4, the
-    compact Table 4, and Table 3 of the cars as it is; full: every table; None: table4 with out_dir, else
-    full), then every table written to out_dir (export; rows_of(result): its z-table)."""
+    compact Table 4, and Table 3 of the cars and the changed letters (--against) as they are; full: every
+    table; None: table4 with out_dir, else full), then every table written to out_dir (export; rows_of(result):
+    its z-table)."""
     weak = [r["file"] for r in results if r.get("oracle_below_target") or r.get("oracle_smoke")]
     if weak:
         print(f"warning: {len(weak)} result(s) used smoke oracles or oracles under their accuracy target, e.g. "
@@ -511,7 +537,7 @@ def show(results, rows_of, agg, tabs, reading=Reading(), how=None, out_dir=None)
     brief = (how or ("table4" if out_dir else "full")) == "table4"
     if brief:
         print("\n\n".join(x for x in [table4_compact(agg, reading)]
-                          + [render(t) for t in tabs if t["slug"] == "table3"] if x))
+                          + [render(t) for t in tabs if t["slug"] in ("table3", "changed")] if x))
     else:
         print("\n".join(render(t) for t in tabs))
     if out_dir:

@@ -632,6 +632,23 @@ def test_agreement_carries_the_always_m_bar(tmp_path):
     assert rows == [["VAE", "thin", "11", "8/11 (73%)", "8/11 (73%); decided 11"]]
 
 
+def test_against_lists_the_rows_whose_seed0_letter_changed(tmp_path, capsys):
+    old, new = tmp_path / "old", tmp_path / "new"
+    _result(old, "GAN", "colour", 1, 0, MEM)
+    _result(old, "GAN", "colour", 1, 1, MEM)
+    _result(old, "DM", "colour", 1, 0, MEM)                  # no twin in the new study: not compared
+    # the new study: digit 3 drawn green as often as under D_u (L instead of M)
+    _result(new, "GAN", "colour", 1, 0, _counts([100] * 10, [50] * 10, [100] * 10, [1, 90, 1, 50] + [1] * 6))
+    _result(new, "VAE", "colour", 1, 0, MEM)                 # nor this one
+    ztest.main([str(new), "--against", str(old), "--out-dir", str(tmp_path / "out")])
+    rows = list(csv.reader(open(tmp_path / "out" / "changed.csv")))
+    assert rows[1:] == [["GAN", "colour", "1", "1 / 0", "3", rows[1][5], "MM", rows[1][7], "L"]]
+    assert float(rows[1][5]) < -5 and abs(float(rows[1][7])) < 1
+    assert "1 of the 11 rows" in capsys.readouterr().out
+    ztest.main([str(new), "--out-dir", str(tmp_path / "alone")])
+    assert not os.path.exists(tmp_path / "alone" / "changed.csv")
+
+
 def test_seed_agreement_counts_rows_with_one_letter_in_every_seed(tmp_path):
     _result(tmp_path, "GAN", "colour", 1, 0, MEM)
     _result(tmp_path, "GAN", "colour", 1, 1, MEM)
