@@ -354,7 +354,7 @@ def render(results, args, reading, cells=None):
     """Tables 1-4 (printed; written with --out-dir), the paper side by side (cells: --paper), the figures."""
     agg = aggregate(results, reading)
     other = aggregate(calibration.load_results([args.against]), reading) if args.against else None
-    tabs = tables.tables(agg, reading, other)     # printed (--print), written to --out-dir (study/tables.py)
+    tabs = tables.tables(agg, reading, other, results)     # printed (--print), written to --out-dir (study/tables.py)
     calibration.note_tau2(tabs, results, reading.summary)    # the calibrated tables: where each tau^2 came from
     tables.show(results, lambda res: result_rows(res, reading), agg, tabs, reading, args.print, args.out_dir)
     if cells:       # Table 4 under every reading (the paper's with --min-n 0), against the paper's

@@ -105,14 +105,19 @@ def oracle_fit(readable, rare, key=f"{CONFIDENT:g}"):
             "fit_r_ci": ci(p["r"], v["r"]), "tie": tie, "tie_ci": ci(tie, v_tie), "n_u": n["u"], "n_r": n["r"]}
 
 
-def cell_fit(res):
-    """The rare digit's fit in the D_r model, (value, lower, upper) with its 95% interval, as the cell's
-    report prints it: on a stroke factor the morphometric fit (study/morphometry.py), else the factor
-    oracle's share of the factor among the readable samples (oracle_fit), else among all samples
-    (results that predate the readable counts)."""
+def rare_fit(res):
+    """The rare digit's fit and tie in a result, as the cell's report prints them: on a stroke factor the
+    morphometric ones (study/morphometry.fit_tie), else the factor oracle's on the readable samples
+    (oracle_fit); None for results that predate the readable counts."""
     morph, key = res.get("morphometric"), f"{CONFIDENT:g}"
-    ft = morphometry.fit_tie(morph, res["rare"]) if morph else \
+    return morphometry.fit_tie(morph, res["rare"]) if morph else \
         oracle_fit(res["readable"], res["rare"]) if key in (res.get("readable") or {}).get("r", {}) else None
+
+
+def cell_fit(res):
+    """The rare digit's fit in the D_r model, (value, lower, upper) with its 95% interval: rare_fit's, else
+    the factor's share among all samples of the rare digit (results that predate the readable counts)."""
+    ft = rare_fit(res)
     if ft is None or ft["fit_r"] is None or not ft.get("fit_r_ci"):
         return fit_bounds(res["counts"]["r"]["k"][res["rare"]], res["counts"]["r"]["n"][res["rare"]])
     return (ft["fit_r"], *ft["fit_r_ci"])

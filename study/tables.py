@@ -18,6 +18,7 @@ import textwrap
 import numpy as np
 
 import data
+from study import quality
 from study.readings import (ANSWER, BASELINE_DEV, CONFIDENT, FACTOR_CONFIDENT, MIN_N, READ_KEYS, SUFFIX, UNFIT,
                             Reading, resolve, summary_letter)
 
@@ -501,14 +502,44 @@ def _table_changed(agg, other, how):
             "z: the mean over each study's seeds; letters: one per seed, in seed order"}
 
 
-def tables(agg, reading=Reading(), other=None):
-    """Tables 1/2 (and one such table per other rare digit or skew), Table 4, Tables C.3/C.4 and Table 3
-    (cars), and with other (another study's aggregate) the letters that changed against it, as dicts {slug,
-    title, header, rows, note}; a cell is a list of (text, is_L) parts joined by " / "."""
+def _interval(ft, k):
+    v, ci = (ft or {}).get(k), (ft or {}).get(k + "_ci")
+    return "-" if v is None or not math.isfinite(v) else f"{v:.2f}" + (" [{:.2f}, {:.2f}]".format(*ci) if ci else "")
+
+
+def _table_fit(results, agg, how):
+    """Per cell: the D_r model's rare digit, its fit and tie with 95% intervals in every seed (as each cell's
+    report prints them: quality.rare_fit; results before the readable counts: the factor's share among
+    all samples), and its z and letters under the reading; None without results."""
+    body = []
+    for key, seeds in sorted(cells(results).items(), key=lambda kv: (kv[0][:5], model_key(kv[0][5]))):
+        fits = [quality.rare_fit(seeds[s]) for s in sorted(seeds)]
+        fit = " / ".join("{:.2f} [{:.2f}, {:.2f}]".format(*quality.cell_fit(seeds[s])) for s in sorted(seeds))
+        row = agg[key]["rows"][key[2]]
+        measure = {f["measure"] if f else "factor oracle (all samples)" for f in fits}
+        body.append([[(x, False)] for x in (key[5], key[1], str(key[2]), f"{key[3]:g} / {key[4]:g}",
+                     ",".join(map(str, sorted(seeds))), " / ".join(sorted(measure)), fit,
+                     " / ".join(_interval(f, "tie") for f in fits), fmt(row["z_mean"]), row["verdicts"])])
+    if not body:
+        return None
+    return {"slug": "table-fit", "title": f"The rare digit of each D_r model: fit, tie and z{how}",
+            "header": ["model", "factor", "rare", "p_in / p_out", "seeds", "measure", "fit [95%]", "tie [95%]",
+                       "z", "letters"], "rows": body,
+            "note": "fit: where the D_r model's rare digit sits between real plain digits (0) and real ones with "
+            "the factor (1), as D_r holds them; tie: how far it moved from the D_u model's towards them; one "
+            "per seed; u where the fit's upper bound is under 0.8; z: the mean over seeds"}
+
+
+def tables(agg, reading=Reading(), other=None, results=()):
+    """Tables 1/2 (and one such table per other rare digit or skew), Table 4, Tables C.3/C.4, the rare
+    digit's fit (results: those agg was made from) and Table 3 (cars), and with other (another study's
+    aggregate) the letters that changed against it, as dicts {slug, title, header, rows, note}; a cell is
+    a list of (text, is_L) parts joined by " / "."""
     how, groups = _how(reading), _groups(agg, "mnist")
     out = [_table_z(agg, g, how) for g in groups] + ([_table4(agg, groups, how)] if groups else [])
     out += [_table_p(agg, g) for g in groups]
-    extra = [_table_skew(agg, how), _table_changed(agg, other, how) if other is not None else None]
+    extra = [_table_skew(agg, how), _table_fit(results, agg, how) if results else None,
+             _table_changed(agg, other, how) if other is not None else None]
     return out + [t for t in extra if t] + [_table3(agg, g, how) for g in _groups(agg, "cars")]
 
 

@@ -649,6 +649,23 @@ def test_against_lists_the_rows_whose_seed0_letter_changed(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "alone" / "changed.csv")
 
 
+def test_the_fit_table_gives_each_seeds_fit_and_tie(tmp_path):
+    # seed 0 with the readable counts: 90 of 100 readable 1s green under D_r, 50 of 100 under D_u: fit 0.90
+    # [0.84, 0.96] (0.9 +- 1.96 * 0.03), tie (0.9 - 0.5) / 0.5 = 0.80; seed 1 without them: the share among
+    # all of its 1s, 90 of 100 (MEM), its tie unknown; the tie's sd: sqrt((0.0009 + 0.0025 * 0.2^2) / 0.25) = 0.063
+    path = _result(tmp_path, "GAN", "colour", 1, 0, MEM)
+    res = json.loads(path.read_text())
+    res["readable"] = {w: {"0.9": _counts([100] * 10, [50] * 10, [100] * 10, [1, 90] + [1] * 8)[w]} for w in "ur"}
+    data.save_json(res, path)
+    _result(tmp_path, "GAN", "colour", 1, 1, MEM)
+    ztest.main([str(tmp_path), "--out-dir", str(tmp_path / "out")])
+    rows = list(csv.reader(open(tmp_path / "out" / "table-fit.csv")))
+    assert rows[0][:8] == ["model", "factor", "rare", "p_in / p_out", "seeds", "measure", "fit [95%]", "tie [95%]"]
+    assert rows[1][:8] == ["GAN", "colour", "1", "1 / 0", "0,1", "factor oracle / factor oracle (all samples)",
+                           "0.90 [0.84, 0.96] / 0.90 [0.84, 0.96]", "0.80 [0.68, 0.92] / -"]
+    assert rows[1][9] == "MM" and len(rows) == 2
+
+
 def test_seed_agreement_counts_rows_with_one_letter_in_every_seed(tmp_path):
     _result(tmp_path, "GAN", "colour", 1, 0, MEM)
     _result(tmp_path, "GAN", "colour", 1, 1, MEM)
