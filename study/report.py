@@ -89,8 +89,7 @@ def cell(res, ztable, rows, reading):
     letters under every reading, the quality report (when the result has one) and the origin line."""
     parts = [ztable, letters(rows, reading)]
     if "quality" in res:       # results from before the fit was kept: the factor oracle's, from the counts
-        fit = res["quality"].get("fit") or ("u" in res.get("readable", {}) or None) and quality.oracle_fit(
-            res["readable"], res["rare"])
+        fit = res["quality"].get("fit") or quality.rare_fit(res)
         parts.append(quality.format_quality({**res["quality"], "fit": fit}, res["classes"], res["rare"]))
     src = res.get("tau2_source") or {}
     tau = taus_of(res)
