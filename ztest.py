@@ -315,8 +315,8 @@ def build_parser():
     a("--out-dir", help="write tables.{txt,md,tex,json}, table CSVs and rows.csv here (default: print only)")
     tables.add_option(p)             # --print: Table 4 in 100 columns, or every table; --against (study/tables.py)
     a("--paper", help="the paper's Tables 1, 2, 4 as data (results/paper/paper-cells.csv): print, and write "
-      "to --out-dir, the agreement of our Table 4 with the paper's under every reading and Tables 1-2 side "
-      "by side (default: none)")
+      "to --out-dir, the agreement of our Table 4 with the paper's under every reading, its L cells beside "
+      "ours and Tables 1-2 side by side (default: none)")
     figures.add_option(p)            # --figures: the study's figures, or one --cell's (study/figures.py)
     a("--runs", help="with --figures: the runs folder whose samples.npz the sample grid is drawn from (default: none)")
     a("--cell", nargs="?", const="", metavar="MODEL/CELL", help="one cell (e.g. gan/colour-rare1-seed0; none "

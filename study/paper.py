@@ -1,5 +1,6 @@
 """The paper's Tables 1, 2 and 4 beside ours, for results/README.md: the agreement of our Table 4 with
-the paper's under every reading, the seeds' agreement, and Tables 1-2 side by side.
+the paper's under every reading, the paper's L cells beside ours, the seeds' agreement, and Tables 1-2
+side by side.
 
 The paper's cells are data (results/paper/paper-cells.csv, 440 cells). ztest.py aggregates the results
 under each reading and hands them down; nothing here imports ztest. Run it through ztest.py:
@@ -13,7 +14,7 @@ import os
 import numpy as np
 
 import data
-from study.readings import SUMMARIES
+from study.readings import SUMMARIES, answer_for
 from study.tables import MNIST_CLASSES, MODEL_ORDER, fmt, model_key
 
 
@@ -106,6 +107,37 @@ def seed_agreement(agg):
     return rows
 
 
+def _row(agg, rare, factor, digit, model):
+    """(z, letters) of one row of a cell: z the mean over its seeds, one letter per seed; None when not run."""
+    cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+    if not cell:
+        return None
+    row = cell["rows"][10 if digit == "Total" else int(digit)]
+    return row["z_mean"], row["verdicts"]
+
+
+def l_cells(aggs, paper):
+    """Every cell of the paper's Table 4 that it reads L (learned), beside ours under the study's answer (calibrated on colour, morphometric on the strokes; readings.answer_for) and under eq. 1
+    (the "ours" reading): rows [model, factor, rare, digit, the paper's z, the paper's letters of the four
+    models in that row (VAE GAN GAN-SD DM), our answer's z and letters, eq. 1's z and letters, the answer's
+    letters of every model we ran in that row ('.': not run)]; z is the mean over seeds, the letters one per
+    seed. Cells we did not run are left out. These
+    are the paper's claims that a model learns (SD helps the GAN, the VAE learns fracture), cell by cell."""
+    ours = sorted({k[5] for agg in aggs.values() for k in agg}, key=model_key)
+    rows = []
+    for (rare, factor, digit, model), cell in sorted(paper.items(), key=lambda kv: (kv[0][1], kv[0][0], model_key(kv[0][3]),
+                                                                                 kv[0][2] == "Total", kv[0][2])):
+        answer = aggs.get(answer_for(factor))
+        if cell["letter"] != "L" or answer is None or (mine := _row(answer, rare, factor, digit, model)) is None:
+            continue
+        eq1 = _row(aggs["ours"], rare, factor, digit, model) if "ours" in aggs else None
+        letters = "".join(paper[(rare, factor, digit, m)]["letter"] for m in MODEL_ORDER)
+        theirs = " ".join(f"{m} {(_row(answer, rare, factor, digit, m) or (0, '.'))[1]}" for m in ours)
+        rows.append([model, factor, str(rare), digit, fmt(cell["z"]), letters, fmt(mine[0]), mine[1],
+                     fmt(eq1[0]) if eq1 else "-", eq1[1] if eq1 else "-", theirs])
+    return rows
+
+
 def _md(head, rows, rule=None):
     return ["| " + " | ".join(head) + " |", rule or "|---" * len(head) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -119,6 +151,14 @@ def compare(aggs, paper, reading, out_dir=None):
     rows = agreement(aggs, paper)
     text = ["### Agreement with the paper's Table 4 (seed 0)", ""] + _md(head, rows, "|" + "---|" * len(head))
     print("\nAgreement with the paper's Table 4 (seed 0)\n" + data.text_grid(head, rows))
+    lh = ["model", "factor", "rare", "digit", "paper z", "paper: VAE GAN GAN-SD DM", "answer z", "answer",
+          "eq. 1 z", "eq. 1", "the answer's letters in that row"]
+    if lrows := l_cells(aggs, paper):
+        print("\nThe paper's L cells, ours beside (answer: calibrated on colour, morphometric on the strokes; "
+              "z: mean over seeds, letters: one per seed)\n" + data.text_grid(lh, lrows))
+        text += ["", "### The paper's L cells, ours beside", "",
+                 "The answer: the calibrated reading on colour, the morphometric one on the strokes; eq. 1: the "
+                 "paper's test with our n (the \"ours\" reading). z: the mean over seeds; letters: one per seed.", ""] + _md(lh, lrows)
     agg = aggs[reading.summary]
     seeds = seed_agreement(agg)
     if seeds:

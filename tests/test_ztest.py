@@ -632,6 +632,20 @@ def test_agreement_carries_the_always_m_bar(tmp_path):
     assert rows == [["VAE", "thin", "11", "8/11 (73%)", "8/11 (73%); decided 11"]]
 
 
+def test_the_papers_l_cells_are_listed_beside_ours(tmp_path):
+    # thin, rare 1: the paper reads L at VAE digits 4, 7, 9 and GAN-SD digits 0, 1, 7. Ours: the VAE memorises
+    # everything; the GAN-SD draws its 7s thin as often as under D_u (L) and memorises the rest
+    _result(tmp_path, "VAE", "thin", 1, 0, MEM)
+    _result(tmp_path, "GAN-SD", "thin", 1, 0, _counts([100] * 10, [50] * 10, [100] * 10, [1, 90] + [1] * 5 + [50, 1, 1]))
+    agg = ztest.aggregate(tables.load_results([str(tmp_path)]))
+    rows = paper.l_cells({"ours": agg, "morphometric": agg}, paper.load_paper(PAPER))   # thin's answer: morphometric
+    assert [r[:4] for r in rows] == [["VAE", "thin", "1", d] for d in "479"] + [["GAN-SD", "thin", "1", d] for d in "017"]
+    assert [r[7] for r in rows] == ["M", "M", "M", "M", "M", "L"] and [r[9] for r in rows] == [r[7] for r in rows]
+    assert rows[1][4:6] == ["-0.78", "LMLM"] and rows[1][10] == "VAE M GAN-SD L"    # the paper's digit 7, both models
+    assert abs(float(rows[5][6])) < 1 and float(rows[3][6]) < -5
+    assert paper.l_cells({"ours": agg}, paper.load_paper(PAPER)) == []     # no answer reading for thin: nothing read
+
+
 def test_against_lists_the_rows_whose_seed0_letter_changed(tmp_path, capsys):
     old, new = tmp_path / "old", tmp_path / "new"
     _result(old, "GAN", "colour", 1, 0, MEM)
