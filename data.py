@@ -538,7 +538,12 @@ def main(argv=None):
     check_paths(args, ("cache_dir",) + (() if args.out and not args.export else ("out_dir",)), inputs=("data_root",))
     args.out = args.out or os.path.join(args.out_dir, "preview.png")
     try:
-        if args.dataset == "mnist":   # fail on bad values before any data work
+        if args.dataset == "mnist":   # fail on bad values, named as the options, before any data work
+            if not 0 <= args.rare <= 9:
+                fail(f"--rare {args.rare} out of range; accepted: 0..9")
+            for opt, v in (("--p-in", args.p_in), ("--p-out", args.p_out)):
+                if not 0.0 <= v <= 1.0:
+                    fail(f"{opt} {v:g} out of range; accepted: a number in [0, 1]")
             _check_args(args.factor, "train", args.rare, args.p_in, args.p_out, args.limit)
         args.data_root = data_root(args.data_root)
         export(args) if args.export else preview(args)

@@ -30,7 +30,7 @@
 #   bash run_all.sh --skew 0.9,0.1           # relaxed skew: also runs D_r with p_in 0.9, p_out 0.1
 #   bash run_all.sh --jobs 4                 # 4 cells at once (one GPU each, round robin, if several)
 #   bash run_all.sh --list --stage u > u.txt # one command per line, for GNU parallel or a Slurm array;
-#   bash run_all.sh --list --stage r > r.txt #   run u.txt's cells first (README: "Clusters")
+#   bash run_all.sh --list --stage r > r.txt #   run u.txt's cells first (docs/study.md, "Clusters")
 #   bash run_all.sh --help                   # every option
 #
 # Exit status: 0 all cells done, 1 some cell failed, 2 bad option, 130/143 interrupted.
@@ -160,6 +160,8 @@ in_list "$stage" all u r || die "bad --stage '$stage'; accepted: all, u, r"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "bad --jobs '$jobs'; accepted: an integer >= 1"
 [[ -z "$data_seed" || "$data_seed" =~ ^[0-9]+$ ]] || die "bad --data-seed '$data_seed'; accepted: an integer >= 0"
 [[ -z "$recipe" ]] || in_list "$recipe" robust paper || die "bad --oracles '$recipe'; accepted: robust, paper"
+[[ -z "$device" || "$device" =~ ^(auto|cpu|cuda|cuda:[0-9]+)$ ]] \
+    || die "bad --device '$device'; accepted: auto, cpu, cuda, cuda:N"      # study/runs.py's device spec
 ds=""; [[ -z "$data_seed" || "$data_seed" -eq 0 ]] || ds="-ds$((10#$data_seed))"   # the scripts' run names
 [[ -z "$min_n" || "$min_n" =~ ^[0-9]+$ ]] || die "bad --min-n '$min_n'; accepted: an integer >= 0"
 [[ -z "$summary" ]] || in_list "$summary" ours paper equivalence readable calibrated morphometric answer \

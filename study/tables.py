@@ -181,6 +181,9 @@ def load_results(paths):
     for p in paths:
         if os.path.isdir(p):
             files += sorted(os.path.join(d, "result.json") for d, _, fs in os.walk(p) if "result.json" in fs)
+        elif not os.path.exists(p):
+            raise ValueError(f"{p}: no such file or folder; accepted: result.json files or folders holding them "
+                             f"(e.g. results/quick)")
         else:
             files.append(p)
     out = [{"p_in": 1.0, "p_out": 0.0, **read_result(f), "file": f} for f in files]

@@ -191,7 +191,7 @@ def test_cars_is_a_note_when_absent_and_cells_when_present(fake):
 @pytest.mark.parametrize("args, word", [
     (["--models", "vae,bigan"], "bigan"), (["--factors", "blue"], "blue"), (["--rares", "12"], "12"),
     (["--seeds", "0,x"], "x"), (["--lambdas", "0"], "0"), (["--skew", "1.5,0"], "1.5,0"),
-    (["--jobs", "0"], "0"), (["--stage", "both"], "both"), (["--frobnicate"], "--frobnicate"),
+    (["--jobs", "0"], "0"), (["--stage", "both"], "both"), (["--frobnicate"], "--frobnicate"), (["--device", "gpu"], "gpu"),
     (["--seeds"], "--seeds"), (["--quick", "--smoke"], "--smoke"), (["--python", "/nope/py"], "/nope/py"),
 ])
 def test_bad_option_is_one_line_and_exit_2(fake, args, word):

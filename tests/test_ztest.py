@@ -221,7 +221,8 @@ def test_table_3_for_cars(tmp_path, capsys):
     assert total.split()[1:3] == ["497", "503"]
 
 
-@pytest.mark.parametrize("argv, words", [([], "nothing to do"), (["/nonexistent/result.json"], "cannot read"),
+@pytest.mark.parametrize("argv, words", [([], "nothing to do"), (["/nonexistent/result.json"], "/nonexistent/result.json: no such file or folder; accepted"),
+                                         (["results/qiuck"], "results/qiuck: no such file or folder"),
                                          (["--test", "exact"], "exact"), (["--alpha", "2"], "--alpha 2"),
                                          (["--u", "a.npz"], "both --u and --r")])
 def test_command_line_errors(argv, words, capsys):
