@@ -166,10 +166,10 @@ def _check_args(factor, split, rare, p_in, p_out, limit=None):
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown split {split!r}; accepted: train, val, test")
     if rare is not None and not (_is_int(rare) and 0 <= rare <= 9):
-        raise ValueError(f"rare class {rare!r} out of range; accepted: None or an integer 0..9")
+        raise ValueError(f"rare digit {rare!r} (--rare) out of range; accepted: 0..9")    # None: D_u
     for name, p in (("p_in", p_in), ("p_out", p_out)):
         if not (isinstance(p, (int, float, np.floating)) and 0.0 <= p <= 1.0):
-            raise ValueError(f"{name}={p!r} out of range; accepted: a number in [0, 1]")
+            raise ValueError(f"{name} {p!r} (--{name.replace('_', '-')}) out of range; accepted: a number in [0, 1]")
     if limit is not None and not (_is_int(limit) and limit > 0):
         raise ValueError(f"limit={limit!r}; accepted: None or a positive integer")
 
@@ -538,12 +538,7 @@ def main(argv=None):
     check_paths(args, ("cache_dir",) + (() if args.out and not args.export else ("out_dir",)), inputs=("data_root",))
     args.out = args.out or os.path.join(args.out_dir, "preview.png")
     try:
-        if args.dataset == "mnist":   # fail on bad values, named as the options, before any data work
-            if not 0 <= args.rare <= 9:
-                fail(f"--rare {args.rare} out of range; accepted: 0..9")
-            for opt, v in (("--p-in", args.p_in), ("--p-out", args.p_out)):
-                if not 0.0 <= v <= 1.0:
-                    fail(f"{opt} {v:g} out of range; accepted: a number in [0, 1]")
+        if args.dataset == "mnist":   # fail on bad values before any data work
             _check_args(args.factor, "train", args.rare, args.p_in, args.p_out, args.limit)
         args.data_root = data_root(args.data_root)
         export(args) if args.export else preview(args)

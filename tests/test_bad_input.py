@@ -384,14 +384,6 @@ def _calibration(argv):
     return calibration.main(argv)
 
 
-@pytest.mark.parametrize("argv, words", [(["--rare", "-1"], ("--rare -1", "accepted: 0..9")),
-                                         (["--p-in", "1.5"], ("--p-in 1.5", "[0, 1]")),
-                                         (["--p-out", "nan"], ("--p-out nan", "[0, 1]"))])
-def test_data_py_names_the_option_of_a_bad_value(tmp_path, capsys, argv, words):
-    main_fails(capsys, data.main, ["--factor", "colour", "--out-dir", tmp_path] + argv, *words)
-    assert not any(tmp_path.iterdir())                  # caught before any data work
-
-
 def test_a_file_that_is_not_a_result_for_the_null_check_names_the_file(tmp_path, capsys):
     (tmp_path / "notes.json").write_text("not json\n")
     main_fails(capsys, ztest.main, ["--null-check", tmp_path / "notes.json"],

@@ -207,7 +207,7 @@ def test_same_seed_same_bytes(small_mnist_root, tmp_path):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(factor="blur"), "accepted: colour, thin, thick, swell, fracture"),
     (dict(factor="thin", rare=10), "0..9"), (dict(factor="thin", rare=-1), "0..9"),
-    (dict(factor="thin", p_in=1.5), "p_in=1.5"), (dict(factor="thin", p_out=-0.1), "p_out=-0.1"),
+    (dict(factor="thin", p_in=1.5), "p_in 1.5"), (dict(factor="thin", p_out=-0.1), "p_out -0.1"),
     (dict(factor="thin", split="dev"), "accepted: train, val, test")])
 def test_bad_arguments(kwargs, match, small_mnist_root):
     with pytest.raises(ValueError, match=match):
@@ -337,8 +337,8 @@ def test_compcars_errors(tmp_path):
 
 # --- command line --------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv,needle", [
-    (["--rare", "12"], "12"), (["--factor", "blur"], "blur"), (["--p-in", "2"], "p_in=2.0"),
-    (["--p-out", "-1"], "p_out=-1.0"), (["--rare", "x"], "'x'"), (["--dataset", "svhn"], "svhn"),
+    (["--rare", "12"], "12 (--rare)"), (["--rare", "-1"], "-1 (--rare)"), (["--factor", "blur"], "blur"),
+    (["--p-in", "2"], "2.0 (--p-in)"), (["--p-out", "-1"], "-1.0 (--p-out)"), (["--rare", "x"], "'x'"), (["--dataset", "svhn"], "svhn"),
     (["--limit", "0"], "limit=0"), (["--benchmark"], "--benchmark")])
 def test_cli_bad_input_exit_2(argv, needle):
     r = subprocess.run([sys.executable, os.path.join(REPO, "data.py")] + argv, capture_output=True,
