@@ -484,25 +484,31 @@ def _table_skew(agg, how):
 
 def _table_changed(agg, other, how):
     """Against another study (other: its aggregate under the same reading): every row whose seed-0 letter
-    differs, in the cells both ran with seed 0, with both studies' z and letters; None when they share none."""
-    body, shared = [], 0
+    differs, in the cells both ran with seed 0, with both studies' z and letters; None when they share none.
+    A row that either study could not read under this reading (x: no counts, e.g. no morphometric reading)
+    has no letter to change: it is counted in the note, not listed."""
+    body, shared, unread = [], 0, 0
     for key in sorted(agg, key=lambda k: (k[:5], model_key(k[5]))):
         old, new = other.get(key), agg[key]
         if old is None or 0 not in old["seeds"] or 0 not in new["seeds"]:
             continue
         i, j = old["seeds"].index(0), new["seeds"].index(0)
         for a, b in zip(old["rows"], new["rows"]):
+            if "x" in (a["verdicts"][i], b["verdicts"][j]):
+                unread += 1
+                continue
             shared += 1
             if a["verdicts"][i] != b["verdicts"][j]:
                 body.append([[(x, False)] for x in (key[5], key[1], str(key[2]), f"{key[3]:g} / {key[4]:g}",
                              a["name"], fmt(a["z_mean"]), a["verdicts"], fmt(b["z_mean"]), b["verdicts"])])
-    if not shared:
+    if not shared + unread:
         return None
     return {"slug": "changed", "title": f"Letters that differ from the other study's (--against), seed 0{how}",
             "header": ["model", "factor", "rare", "p_in / p_out", "row", "z other", "other", "z here", "here"],
             "rows": body,
-            "note": f"{len(body)} of the {shared} rows of the cells both studies ran with seed 0 have another letter; "
-            "z: the mean over each study's seeds; letters: one per seed, in seed order"}
+            "note": f"{len(body)} of the {shared} rows of the cells both studies ran with seed 0 have another letter"
+            + (f" ({unread} more rows that one study could not read under this reading, x, are left out)" if unread else "")
+            + "; z: the mean over each study's seeds; letters: one per seed, in seed order"}
 
 
 def _interval(ft, k):

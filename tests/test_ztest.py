@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -662,6 +663,21 @@ def test_against_lists_the_rows_whose_seed0_letter_changed(tmp_path, capsys):
     assert "1 of the 11 rows" in capsys.readouterr().out
     ztest.main([str(new), "--out-dir", str(tmp_path / "alone")])
     assert not os.path.exists(tmp_path / "alone" / "changed.csv")
+
+
+def test_against_leaves_out_rows_one_study_could_not_read(tmp_path, capsys):
+    # the quick DM thin cell predates the morphometric reading (x in every row), the cpu-full one has it
+    results = os.path.dirname(os.path.dirname(PAPER))             # results/
+    old, new = tmp_path / "old" / "result.json", tmp_path / "new" / "result.json"
+    for src, dst in ((os.path.join(results, "quick"), old), (os.path.join(results, "cpu-full"), new)):
+        dst.parent.mkdir()
+        shutil.copy(os.path.join(src, "ddpm", "thin-rare1-seed0", "result.json"), dst)
+    ztest.main([str(new), "--summary", "morphometric", "--against", str(old), "--out-dir", str(tmp_path / "out")])
+    assert list(csv.reader(open(tmp_path / "out" / "changed.csv")))[1:] == []
+    assert "0 of the 0 rows" in (out := capsys.readouterr().out) and "11 more rows that one study could not read" in out
+    ztest.main([str(new), "--summary", "ours", "--against", str(old), "--out-dir", str(tmp_path / "ours")])
+    out = capsys.readouterr().out
+    assert "of the 11 rows" in out and "could not read" not in open(tmp_path / "ours" / "tables.md").read()
 
 
 def test_the_fit_table_gives_each_seeds_fit_and_tie(tmp_path):
