@@ -41,20 +41,13 @@ def load_paper(path):
         raise ValueError(f"--paper {path}: a row that is not a cell ({e}); {accepted}") from None
 
 
-def _row(agg, rare, factor, digit, model):
-    """(z, letters, seeds) of one row of a cell under full skew: z the mean over its seeds, one letter per
-    seed; None when not run."""
-    cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
-    if not cell:
-        return None
-    row = cell["rows"][10 if digit == "Total" else int(digit)]
-    return row["z_mean"], row["verdicts"], cell["seeds"]
-
-
 def our_letter(agg, rare, factor, digit, model):
     """Seed 0's letter of a cell (the paper's tables are one run per cell), or None when not run."""
-    row = _row(agg, rare, factor, digit, model)
-    return row[1][row[2].index(0)] if row and 0 in row[2] else None
+    cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+    if not cell or 0 not in cell["seeds"]:
+        return None
+    i = 10 if digit == "Total" else int(digit)
+    return cell["rows"][i]["verdicts"][cell["seeds"].index(0)]
 
 
 def agreement(aggs, paper):
@@ -92,8 +85,9 @@ def side_by_side(agg, paper, rare, factor):
     for digit in MNIST_CLASSES + ("Total",):
         line = [digit]
         for model in MODEL_ORDER:
-            row = _row(agg, rare, factor, digit, model)
-            ours = "n/a" if not row else f"{fmt(row[0])} ({row[1]})"
+            cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+            i = 10 if digit == "Total" else int(digit)
+            ours = "n/a" if not cell else f"{fmt(cell['rows'][i]['z_mean'])} ({cell['rows'][i]['verdicts']})"
             p = paper[(rare, factor, digit, model)]
             line.append(f"{ours} | {fmt(p['z'])} ({p['letter']})")
         body.append(line)
@@ -113,14 +107,22 @@ def seed_agreement(agg):
     return rows
 
 
+def _row(agg, rare, factor, digit, model):
+    """(z, letters) of one row of a cell: z the mean over its seeds, one letter per seed; None when not run."""
+    cell = agg.get(("mnist", factor, rare, 1.0, 0.0, model))
+    if not cell:
+        return None
+    row = cell["rows"][10 if digit == "Total" else int(digit)]
+    return row["z_mean"], row["verdicts"]
+
+
 def l_cells(aggs, paper):
-    """Every cell of the paper's Table 4 that it reads L (learned), beside ours under the study's answer
-    (calibrated on colour, morphometric on the strokes; readings.answer_for) and under eq. 1 (the "ours"
-    reading): rows [model, factor, rare, digit, the paper's z, the paper's letters of the four models in
-    that row (VAE GAN GAN-SD DM), our answer's z and letters, eq. 1's z and letters, the answer's letters
-    of every model we ran in that row ('.': not run)]; z is the mean over seeds, the letters one per seed.
-    Cells we did not run are left out. These are the paper's claims that a model learns (SD helps the
-    GAN, the VAE learns fracture), cell by cell."""
+    """Every cell of the paper's Table 4 that it reads L (learned), beside ours under the study's answer (calibrated on colour, morphometric on the strokes; readings.answer_for) and under eq. 1
+    (the "ours" reading): rows [model, factor, rare, digit, the paper's z, the paper's letters of the four
+    models in that row (VAE GAN GAN-SD DM), our answer's z and letters, eq. 1's z and letters, the answer's
+    letters of every model we ran in that row ('.': not run)]; z is the mean over seeds, the letters one per
+    seed. Cells we did not run are left out. These
+    are the paper's claims that a model learns (SD helps the GAN, the VAE learns fracture), cell by cell."""
     ours = sorted({k[5] for agg in aggs.values() for k in agg}, key=model_key)
     rows = []
     for (rare, factor, digit, model), cell in sorted(paper.items(), key=lambda kv: (kv[0][1], kv[0][0], model_key(kv[0][3]),
